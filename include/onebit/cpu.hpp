@@ -1,0 +1,240 @@
+// What the CPU has, which instruction-set path a kernel will take, and how to force one.
+//
+// The CPU is asked once (cpuid and xgetbv on x86-64; NEON is part of the aarch64 base) and the
+// answer never changes, so there is no mutable global state: `cpu()` is a constant computed on
+// first use. The path a call takes is, in order: the one forced for that call, else the one
+// named by the environment variable ONEBIT_ISA (read once per process; for benchmarks and for
+// chasing a bug), else the best this CPU runs.
+#pragma once
+
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "detail/target.hpp"
+
+#if ONEBIT_X86 && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
+namespace onebit {
+
+// Instruction-set paths, a superset of what one build can run: the x86 paths exist in x86-64
+// builds, neon in aarch64 builds, portable everywhere.
+enum class isa {
+  portable,  // plain C++ (xsimd at the build's own architecture)
+  sse41,     // SSE4.1 + POPCNT
+  avx2,      // AVX2 + FMA + F16C + BMI2
+  avx512,    // AVX-512 F/BW/DQ/VL (Skylake-X, Zen 4 and later)
+  neon,      // aarch64 Advanced SIMD
+};
+
+inline constexpr isa all_isas[] = {isa::portable, isa::sse41, isa::avx2, isa::avx512,
+                                   isa::neon};
+
+inline const char* to_string(isa path) noexcept {
+  switch (path) {
+    case isa::portable: return "portable";
+    case isa::sse41: return "sse41";
+    case isa::avx2: return "avx2";
+    case isa::avx512: return "avx512";
+    case isa::neon: return "neon";
+  }
+  return "unknown";
+}
+
+inline std::optional<isa> parse_isa(std::string_view name) noexcept {
+  for (isa path : all_isas)
+    if (name == to_string(path)) return path;
+  return std::nullopt;
+}
+
+struct cpu_features {
+  bool sse41 = false, popcnt = false, avx = false, avx2 = false, fma = false, f16c = false,
+       bmi2 = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+  bool avx512_vpopcntdq = false, avx512_vnni = false, avx512_vbmi = false,
+       avx512_bitalg = false;
+  bool neon = false;
+};
+
+namespace detail {
+
+#if ONEBIT_X86 && (defined(__GNUC__) || defined(__clang__))
+inline cpu_features query_cpu() noexcept {
+  cpu_features f;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+  const unsigned max_leaf = a;
+  __get_cpuid(1, &a, &b, &c, &d);
+  f.sse41 = (c >> 19) & 1;
+  f.popcnt = (c >> 23) & 1;
+  f.fma = (c >> 12) & 1;
+  f.f16c = (c >> 29) & 1;
+  const bool osxsave = (c >> 27) & 1;
+  const bool avx_cpu = (c >> 28) & 1;
+  // The OS must save the wide registers on a context switch, or using them corrupts state.
+  unsigned long long xcr0 = 0;
+  if (osxsave) {
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
+  }
+  const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE and AVX state
+  const bool os_zmm = (xcr0 & 0xe6) == 0xe6;   // plus opmask and both halves of ZMM
+  f.avx = avx_cpu && os_ymm;
+  f.fma = f.fma && f.avx;
+  f.f16c = f.f16c && f.avx;
+  if (max_leaf >= 7) {
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = f.avx && ((b >> 5) & 1);
+    f.bmi2 = (b >> 8) & 1;
+    if (os_zmm) {
+      f.avx512f = (b >> 16) & 1;
+      f.avx512dq = (b >> 17) & 1;
+      f.avx512bw = (b >> 30) & 1;
+      f.avx512vl = (b >> 31) & 1;
+      f.avx512_vbmi = (c >> 1) & 1;
+      f.avx512_vnni = (c >> 11) & 1;
+      f.avx512_bitalg = (c >> 12) & 1;
+      f.avx512_vpopcntdq = (c >> 14) & 1;
+    }
+  }
+  return f;
+}
+#else
+inline cpu_features query_cpu() noexcept {
+  cpu_features f;
+  f.neon = ONEBIT_ARM64 != 0;
+  return f;
+}
+#endif
+
+// What a path needs that this CPU lacks, as a comma-separated list; empty if it runs.
+inline std::string missing_features(isa path, const cpu_features& f) {
+  std::string missing;
+  auto need = [&missing](bool have, const char* name) {
+    if (have) return;
+    if (!missing.empty()) missing += ", ";
+    missing += name;
+  };
+  switch (path) {
+    case isa::portable: break;
+    case isa::sse41:
+      need(ONEBIT_X86 != 0, "an x86-64 build");
+      need(f.sse41, "SSE4.1");
+      need(f.popcnt, "POPCNT");
+      break;
+    case isa::avx2:
+      need(ONEBIT_X86 != 0, "an x86-64 build");
+      need(f.avx2, "AVX2");
+      need(f.fma, "FMA");
+      need(f.f16c, "F16C");
+      need(f.bmi2, "BMI2");
+      need(f.popcnt, "POPCNT");
+      break;
+    case isa::avx512:
+      need(ONEBIT_X86 != 0, "an x86-64 build");
+      need(f.avx512f, "AVX512F");
+      need(f.avx512bw, "AVX512BW");
+      need(f.avx512dq, "AVX512DQ");
+      need(f.avx512vl, "AVX512VL");
+      need(f.avx2 && f.fma && f.f16c && f.bmi2 && f.popcnt, "AVX2/FMA/F16C/BMI2/POPCNT");
+      break;
+    case isa::neon:
+      need(ONEBIT_ARM64 != 0, "an aarch64 build");
+      need(f.neon, "NEON");
+      break;
+  }
+  return missing;
+}
+
+}  // namespace detail
+
+// The CPU's features, asked once.
+inline const cpu_features& cpu() noexcept {
+  static const cpu_features features = detail::query_cpu();
+  return features;
+}
+
+inline bool supports(isa path) noexcept {
+  // missing_features allocates only when something is missing; it cannot throw for a
+  // path that runs, and for one that does not the answer is false either way.
+  try {
+    return detail::missing_features(path, cpu()).empty();
+  } catch (...) {
+    return false;
+  }
+}
+
+// Every path this CPU runs, fastest first.
+inline std::vector<isa> supported_isas() {
+  static constexpr isa by_speed[] = {isa::avx512, isa::avx2, isa::sse41, isa::neon,
+                                     isa::portable};
+  std::vector<isa> paths;
+  for (isa path : by_speed)
+    if (supports(path)) paths.push_back(path);
+  return paths;
+}
+
+inline isa best_isa() noexcept {
+  for (isa path : {isa::avx512, isa::avx2, isa::sse41, isa::neon})
+    if (supports(path)) return path;
+  return isa::portable;
+}
+
+namespace detail {
+
+// ONEBIT_ISA as read once: unset, a path name, or a name we keep to report.
+struct environment_isa {
+  std::optional<isa> path;
+  std::string invalid;  // the raw value when it names no path
+};
+
+inline const environment_isa& isa_from_environment() {
+  static const environment_isa env = [] {
+    environment_isa e;
+    const char* value = std::getenv("ONEBIT_ISA");
+    if (value == nullptr || *value == '\0') return e;
+    e.path = parse_isa(value);
+    if (!e.path) e.invalid = value;
+    return e;
+  }();
+  return env;
+}
+
+inline void require_supported(isa path, const char* source) {
+  const std::string missing = missing_features(path, cpu());
+  if (!missing.empty())
+    throw std::invalid_argument(std::string("onebit: ") + source + " asks for the " +
+                                to_string(path) + " path, but this CPU or build lacks " +
+                                missing);
+}
+
+}  // namespace detail
+
+// The path a call takes: `forced` if given, else ONEBIT_ISA, else the best. Throws
+// std::invalid_argument when the chosen path cannot run here, naming what is missing.
+inline isa resolve_isa(std::optional<isa> forced = std::nullopt) {
+  if (forced) {
+    detail::require_supported(*forced, "the call");
+    return *forced;
+  }
+  const detail::environment_isa& env = detail::isa_from_environment();
+  if (!env.invalid.empty()) {
+    std::string known;
+    for (isa path : all_isas) known += std::string(known.empty() ? "" : ", ") + to_string(path);
+    throw std::invalid_argument("onebit: ONEBIT_ISA=\"" + env.invalid +
+                                "\" names no path (known: " + known + ")");
+  }
+  if (env.path) {
+    detail::require_supported(*env.path, "ONEBIT_ISA");
+    return *env.path;
+  }
+  return best_isa();
+}
+
+}  // namespace onebit
