@@ -1,0 +1,107 @@
+// The OneBit linear layer: y = ((x ⊙ g) · Wᵀ) ⊙ h, with W an out x in matrix of signs (one bit
+// each) and the value vectors g (length in) and h (length out) in FP16. No bias.
+//
+// `linear` owns its W, g and h; `linear_view` is the same layer over memory someone else owns
+// (a memory-mapped file, an engine's arena). Kernels run on either; `forward` is `gemm`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "half.hpp"
+#include "kernel.hpp"
+#include "sign_matrix.hpp"
+
+namespace onebit {
+
+namespace detail {
+
+// The OneBit paper's count: one bit per sign, 16 per value-vector entry.
+constexpr std::size_t storage_bits(std::size_t out, std::size_t in) noexcept {
+  return out * in + 16 * (in + out);
+}
+constexpr double bits_per_parameter(std::size_t out, std::size_t in) noexcept {
+  const std::size_t parameters = out * in + in + out;
+  return parameters == 0 ? 0.0
+                         : static_cast<double>(storage_bits(out, in)) /
+                               static_cast<double>(parameters);
+}
+
+}  // namespace detail
+
+// A OneBit layer over caller-owned memory: W's bytes, in values of g and out values of h.
+template <class Word = std::uint64_t>
+struct linear_view {
+  sign_matrix_view<const Word> W;  // out x in
+  const half* g = nullptr;         // in values
+  const half* h = nullptr;         // out values
+
+  std::size_t in_features() const noexcept { return W.cols(); }
+  std::size_t out_features() const noexcept { return W.rows(); }
+  std::size_t storage_bits() const noexcept {
+    return detail::storage_bits(out_features(), in_features());
+  }
+  double bits_per_parameter() const noexcept {
+    return detail::bits_per_parameter(out_features(), in_features());
+  }
+
+  // Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i); T is float or half.
+  template <class T>
+  void forward(const T* x, std::size_t batch, std::size_t ldx, float* y, std::size_t ldy,
+               kernel k = kernel::automatic) const {
+    gemm(*this, x, batch, ldx, y, ldy, k);  // onebit::gemm, found by argument-dependent lookup
+  }
+  template <class T>
+  void forward(const T* x, float* y, kernel k = kernel::automatic) const {
+    gemv(*this, x, y, k);
+  }
+};
+
+// A OneBit layer that owns its data.
+template <class Word = std::uint64_t>
+struct linear {
+  sign_matrix<Word> W;  // out x in
+  std::vector<half> g;  // in values
+  std::vector<half> h;  // out values
+
+  std::size_t in_features() const noexcept { return W.cols(); }
+  std::size_t out_features() const noexcept { return W.rows(); }
+  std::size_t storage_bits() const noexcept {
+    return detail::storage_bits(out_features(), in_features());
+  }
+  double bits_per_parameter() const noexcept {
+    return detail::bits_per_parameter(out_features(), in_features());
+  }
+
+  // The layer as a view; throws std::invalid_argument when g or h has the wrong length.
+  linear_view<Word> view() const {
+    const std::string shape = detail::shape_string(out_features(), in_features());
+    if (g.size() != in_features())
+      throw std::invalid_argument("onebit::linear: g has " + std::to_string(g.size()) +
+                                  " values for a " + shape + " (out x in) layer; it needs " +
+                                  std::to_string(in_features()));
+    if (h.size() != out_features())
+      throw std::invalid_argument("onebit::linear: h has " + std::to_string(h.size()) +
+                                  " values for a " + shape + " (out x in) layer; it needs " +
+                                  std::to_string(out_features()));
+    return linear_view<Word>{W.view(), g.data(), h.data()};
+  }
+
+  template <class T>
+  void forward(const T* x, std::size_t batch, std::size_t ldx, float* y, std::size_t ldy,
+               kernel k = kernel::automatic) const {
+    gemm(*this, x, batch, ldx, y, ldy, k);
+  }
+  template <class T>
+  void forward(const T* x, float* y, kernel k = kernel::automatic) const {
+    gemv(*this, x, y, k);
+  }
+};
+
+}  // namespace onebit
+
+// forward() is gemm(); included last so that either header may be included first.
+#include "gemm.hpp"

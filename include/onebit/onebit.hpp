@@ -1,0 +1,9 @@
+// onebit: 1-bit linear algebra. Include this header for the whole public API.
+#pragma once
+
+#include "cpu.hpp"          // what the CPU has; forcing an instruction-set path
+#include "half.hpp"         // FP16 storage and conversions
+#include "sign_matrix.hpp"  // bit-packed ±1 matrices and views over caller bytes
+#include "kernel.hpp"       // the kernels a product can run on
+#include "linear.hpp"       // the OneBit layer (W, g, h)
+#include "gemm.hpp"         // y = ((x ⊙ g) · Wᵀ) ⊙ h, checked and dispatched
