@@ -40,8 +40,12 @@ void check_against_exact(const onebit::linear<Word>& layer, std::size_t batch, o
   for (std::size_t b = 0; b < batch; ++b) {
     for (std::size_t j = 0; j < out; ++j) {
       const double got = y.data()[b * ldy + j], want = exact.y[b * out + j];
-      // One float rounding per product and one at the end (see kernels/reference.hpp).
-      const double bound = std::ldexp(1.0, -23) * (exact.scale[b * out + j] + std::fabs(want));
+      // reference: one float rounding per product and one at the end (kernels/reference.hpp);
+      // float-summing kernels: (n + 2) u S (kernels/add_only.hpp).
+      const double bound =
+          k == onebit::kernel::reference
+              ? std::ldexp(1.0, -23) * (exact.scale[b * out + j] + std::fabs(want))
+              : static_cast<double>(in + 2) * std::ldexp(1.0, -24) * exact.scale[b * out + j];
       const double err = std::fabs(got - want);
       if (!(err <= bound)) ++bad;
       if (bound > 0) worst = std::max(worst, err / bound);

@@ -1,22 +1,31 @@
-// The public products: checks every argument, then runs the chosen kernel.
+// The public products: check every argument, prepare the activations once, run rows.
 //
 //   Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i),  b < batch, j < out
 //
 // T is float or half. Bad input throws std::invalid_argument naming the shapes; the kernels
 // behind these entry points never throw and never allocate.
+//
+// The engine API: prepare() checks the arguments, picks the kernel body, and computes a = x ⊙ g
+// (and the kernel's tables) into a prepared_gemm; then run_rows(begin, end) computes any row
+// range, on any thread, writing only those rows of y. gemm() is prepare + run_rows(0, out).
+// A prepared_gemm may be prepared again for the next call, reusing its memory.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 
+#include "cpu.hpp"
+#include "detail/aligned_buffer.hpp"
+#include "detail/dispatch.hpp"
 #include "half.hpp"
 #include "kernel.hpp"
-#include "kernels/reference.hpp"
+#include "kernels/add_only.hpp"
 #include "linear.hpp"
+#include "packed_linear.hpp"
 
 namespace onebit {
 
@@ -25,10 +34,60 @@ namespace detail {
 template <class T>
 inline constexpr bool is_activation = std::is_same_v<T, float> || std::is_same_v<T, half>;
 
+// A layer as the kernels see it: bytes, sizes, value vectors, and what reads them.
+struct layer_bits {
+  const unsigned char* w = nullptr;
+  std::size_t stride = 0, rows = 0, cols = 0;
+  const half* g = nullptr;
+  const half* h = nullptr;
+  packed_format format = packed_format::standard;
+};
+
 template <class Word>
-void check_layer(const char* function, const linear_view<Word>& layer) {
-  const std::string shape = shape_string(layer.out_features(), layer.in_features());
-  if (layer.W.empty())
+layer_bits bits_of(const linear_view<Word>& layer) noexcept {
+  return {reinterpret_cast<const unsigned char*>(layer.W.data()), layer.W.stride_bytes(),
+          layer.out_features(), layer.in_features(), layer.g, layer.h, packed_format::standard};
+}
+
+struct packed_access {
+  static layer_bits bits(const packed_linear& p) noexcept {
+    return {p.data(), p.stride_bytes(), p.rows_, p.cols_, p.g_.data(), p.h_.data(), p.format_};
+  }
+
+  template <class Word>
+  static packed_linear pack(const linear_view<Word>& layer, kernel k, isa path) {
+    packed_linear p;
+    p.rows_ = layer.out_features();
+    p.cols_ = layer.in_features();
+    p.g_.assign(layer.g, layer.g + p.cols_);
+    p.h_.assign(layer.h, layer.h + p.rows_);
+    p.kernel_ = concrete(k);
+    p.path_ = path;
+    p.format_ = packed_format_for(p.kernel_, path);
+    const layer_bits plain = bits_of(layer);
+    if (p.format_ == packed_format::standard) {
+      // The standard layout, copied with its padding bits cleared.
+      const sign_matrix<std::uint8_t> copy(
+          sign_matrix_view<const std::uint8_t>(plain.w, plain.rows * plain.stride, plain.rows,
+                                               plain.cols, plain.stride));
+      p.stride_ = copy.stride_bytes();
+      p.signs_ = aligned_buffer(copy.bytes());
+      std::memcpy(p.signs_.data(), copy.data(), copy.bytes());
+    } else {
+      const auto g = kernels::add_only::geometry(p.format_);
+      p.stride_ = kernels::add_only::block_bytes(p.format_, p.cols_);
+      const std::size_t blocks = (p.rows_ + g.block_rows - 1) / g.block_rows;
+      p.signs_ = aligned_buffer(blocks * p.stride_);
+      kernels::add_only::pack_index_blocks(plain.w, plain.stride, p.rows_, p.cols_, p.format_,
+                                           reinterpret_cast<unsigned char*>(p.signs_.data()));
+    }
+    return p;
+  }
+};
+
+inline void check_layer(const char* function, const layer_bits& layer) {
+  const std::string shape = shape_string(layer.rows, layer.cols);
+  if (layer.rows == 0 || layer.cols == 0)
     throw std::invalid_argument(std::string("onebit::") + function + ": zero-size layer " +
                                 shape + " (out x in)");
   if (layer.g == nullptr || layer.h == nullptr)
@@ -36,7 +95,7 @@ void check_layer(const char* function, const linear_view<Word>& layer) {
                                 " layer has a null " + (layer.g == nullptr ? "g" : "h"));
 }
 
-// [begin, end) of the bytes a strided batch touches.
+// Whether the bytes a strided batch of x touches meet those of y.
 template <class T>
 bool overlaps(const T* x, std::size_t x_count, const float* y, std::size_t y_count) noexcept {
   const auto xb = reinterpret_cast<std::uintptr_t>(x);
@@ -44,11 +103,11 @@ bool overlaps(const T* x, std::size_t x_count, const float* y, std::size_t y_cou
   return xb < yb + y_count * sizeof(float) && yb < xb + x_count * sizeof(T);
 }
 
-template <class Word, class T>
-void check_gemm(const char* function, const linear_view<Word>& layer, const T* x,
-                std::size_t batch, std::size_t ldx, const float* y, std::size_t ldy) {
+template <class T>
+void check_gemm(const char* function, const layer_bits& layer, const T* x, std::size_t batch,
+                std::size_t ldx, const float* y, std::size_t ldy) {
   check_layer(function, layer);
-  const std::size_t in = layer.in_features(), out = layer.out_features();
+  const std::size_t in = layer.cols, out = layer.rows;
   const std::string where = std::string("onebit::") + function + ": for a " +
                             shape_string(out, in) + " (out x in) layer and batch " +
                             std::to_string(batch) + ", ";
@@ -66,26 +125,144 @@ void check_gemm(const char* function, const linear_view<Word>& layer, const T* x
 
 }  // namespace detail
 
-template <class Word, class T>
-void gemm(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
-          float* y, std::size_t ldy, kernel k = kernel::automatic) {
-  static_assert(detail::is_activation<T>, "onebit::gemm: activations are float or half");
-  detail::check_gemm("gemm", layer, x, batch, ldx, y, ldy);
-  switch (k) {
-    case kernel::automatic:
-    case kernel::reference:
-      kernels::reference::gemm_rows(layer.W, layer.g, layer.h, x, batch, ldx, y, ldy, 0,
-                                    layer.out_features());
-      return;
+// Activations prepared for one product: a = x ⊙ g and the chosen kernel's tables, and where y
+// goes. run_rows is const, noexcept and allocation-free: ranges may run on any threads at once.
+// It refers to the layer, x only while preparing, and y: keep the layer and y alive.
+class prepared_gemm {
+ public:
+  prepared_gemm() = default;
+  prepared_gemm(const prepared_gemm&) = delete;  // its arguments point into its own memory
+  prepared_gemm& operator=(const prepared_gemm&) = delete;
+  prepared_gemm(prepared_gemm&&) noexcept = default;
+  prepared_gemm& operator=(prepared_gemm&&) noexcept = default;
+
+  // Prepares (again, reusing this object's memory) a product with a plain layer; throws
+  // std::invalid_argument on bad input or a path this CPU cannot run.
+  template <class Word, class T>
+  void prepare(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
+               float* y, std::size_t ldy, const gemm_options& options = {}) {
+    const detail::layer_bits bits = detail::bits_of(layer);
+    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
+    prepare_checked(bits, detail::concrete(options.k), resolve_isa(options.path), x, batch, ldx,
+                    y, ldy);
   }
-  throw std::invalid_argument("onebit::gemm: unknown kernel value " +
-                              std::to_string(static_cast<int>(k)));
+  template <class Word, class T>
+  void prepare(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
+               float* y, std::size_t ldy, const gemm_options& options = {}) {
+    prepare(layer.view(), x, batch, ldx, y, ldy, options);
+  }
+  // A packed layer runs its own kernel on the path it was packed for.
+  template <class T>
+  void prepare(const packed_linear& layer, const T* x, std::size_t batch, std::size_t ldx,
+               float* y, std::size_t ldy) {
+    const detail::layer_bits bits = detail::packed_access::bits(layer);
+    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
+    detail::require_supported(layer.path(), "a packed layer");
+    prepare_checked(bits, layer.packed_kernel(), layer.path(), x, batch, ldx, y, ldy);
+  }
+
+  std::size_t rows() const noexcept { return args_.rows; }
+  std::size_t batch() const noexcept { return args_.batch; }
+  kernel chosen_kernel() const noexcept { return kernel_; }
+  isa path() const noexcept { return path_; }
+
+  // Rows [row_begin, row_end) of y (clamped to the layer's rows) for every batch row.
+  void run_rows(std::size_t row_begin, std::size_t row_end) const noexcept {
+    if (row_end > args_.rows) row_end = args_.rows;
+    if (row_begin >= row_end || rows_fn_ == nullptr) return;
+    rows_fn_(args_, row_begin, row_end);
+  }
+  void run() const noexcept { run_rows(0, rows()); }
+
+ private:
+  template <class T>
+  void prepare_checked(const detail::layer_bits& layer, kernel k, isa path, const T* x,
+                       std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
+    namespace add_only = kernels::add_only;
+    const detail::kernel_body body = detail::select_body(k, path, layer.format);
+    const std::size_t n = layer.cols;
+    const std::size_t lda = add_only::padded_cols(body.format, n);
+    const std::size_t groups = body.tables ? add_only::table_groups(body.format, n) : 0;
+    const std::size_t ldt =
+        detail::round_up(groups << add_only::table_bits(body.format), 16);
+    const std::size_t g_floats = detail::round_up(n, 16);
+    scratch_.reserve((g_floats + batch * (lda + ldt)) * sizeof(float));
+
+    auto* g = reinterpret_cast<float*>(scratch_.data());
+    float* a = g + g_floats;
+    float* tables = a + batch * lda;
+    to_float(layer.g, g, n);
+    for (std::size_t b = 0; b < batch; ++b) {
+      float* ab = a + b * lda;
+      const T* xb = x + b * ldx;
+      if constexpr (std::is_same_v<T, half>) {
+        to_float(xb, ab, n);
+        for (std::size_t i = 0; i < n; ++i) ab[i] *= g[i];
+      } else {
+        for (std::size_t i = 0; i < n; ++i) ab[i] = xb[i] * g[i];
+      }
+      std::memset(ab + n, 0, (lda - n) * sizeof(float));  // padding bits meet a = 0
+      if (body.tables) body.tables(ab, groups, tables + b * ldt);
+    }
+
+    args_ = kernels::detail::gemm_args{layer.w, layer.stride, layer.rows, layer.cols, layer.h,
+                                       batch, a, lda, tables, ldt, y, ldy};
+    rows_fn_ = body.rows;
+    kernel_ = k;
+    path_ = path;
+  }
+
+  detail::aligned_buffer scratch_;  // g as float, then a, then tables
+  kernels::detail::gemm_args args_;
+  kernels::detail::rows_fn rows_fn_ = nullptr;
+  kernel kernel_ = kernel::reference;
+  isa path_ = isa::portable;
+};
+
+// Prepare a product once; run its rows with run_rows / run.
+template <class Layer, class T>
+prepared_gemm prepare(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx,
+                      float* y, std::size_t ldy, const gemm_options& options = {}) {
+  static_assert(detail::is_activation<T>, "onebit::prepare: activations are float or half");
+  prepared_gemm p;
+  if constexpr (std::is_same_v<Layer, packed_linear>) {
+    (void)options;  // a packed layer's kernel and path were chosen by pack()
+    p.prepare(layer, x, batch, ldx, y, ldy);
+  } else {
+    p.prepare(layer, x, batch, ldx, y, ldy, options);
+  }
+  return p;
 }
 
 template <class Word, class T>
+void gemm(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
+          float* y, std::size_t ldy, const gemm_options& options) {
+  static_assert(detail::is_activation<T>, "onebit::gemm: activations are float or half");
+  const detail::layer_bits bits = detail::bits_of(layer);
+  detail::check_gemm("gemm", bits, x, batch, ldx, y, ldy);
+  prepare(layer, x, batch, ldx, y, ldy, options).run();
+}
+template <class Word, class T>
+void gemm(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
+          float* y, std::size_t ldy, kernel k = kernel::automatic) {
+  gemm(layer, x, batch, ldx, y, ldy, gemm_options{k, std::nullopt});
+}
+template <class Word, class T, class Options>
 void gemm(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
-          std::size_t ldy, kernel k = kernel::automatic) {
-  gemm(layer.view(), x, batch, ldx, y, ldy, k);
+          std::size_t ldy, Options k_or_options) {
+  gemm(layer.view(), x, batch, ldx, y, ldy, k_or_options);
+}
+template <class Word, class T>
+void gemm(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
+          std::size_t ldy) {
+  gemm(layer.view(), x, batch, ldx, y, ldy, kernel::automatic);
+}
+template <class T>
+void gemm(const packed_linear& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
+          std::size_t ldy) {
+  static_assert(detail::is_activation<T>, "onebit::gemm: activations are float or half");
+  detail::check_gemm("gemm", detail::packed_access::bits(layer), x, batch, ldx, y, ldy);
+  prepare(layer, x, batch, ldx, y, ldy).run();
 }
 
 // One row: y = ((x ⊙ g) · Wᵀ) ⊙ h.
@@ -94,8 +271,33 @@ void gemv(const linear_view<Word>& layer, const T* x, float* y, kernel k = kerne
   gemm(layer, x, 1, layer.in_features(), y, layer.out_features(), k);
 }
 template <class Word, class T>
-void gemv(const linear<Word>& layer, const T* x, float* y, kernel k = kernel::automatic) {
-  gemv(layer.view(), x, y, k);
+void gemv(const linear_view<Word>& layer, const T* x, float* y, const gemm_options& options) {
+  gemm(layer, x, 1, layer.in_features(), y, layer.out_features(), options);
+}
+template <class Word, class T, class Options = kernel>
+void gemv(const linear<Word>& layer, const T* x, float* y, Options k_or_options = kernel::automatic) {
+  gemv(layer.view(), x, y, k_or_options);
+}
+template <class T>
+void gemv(const packed_linear& layer, const T* x, float* y) {
+  gemm(layer, x, 1, layer.in_features(), y, layer.out_features());
+}
+
+// W re-laid out once for kernel `k` on the path `options.path` (or ONEBIT_ISA, or the best this
+// CPU has); see packed_linear.hpp. Throws std::invalid_argument on a bad layer or path.
+template <class Word>
+packed_linear pack(const linear_view<Word>& layer, const gemm_options& options) {
+  const detail::layer_bits bits = detail::bits_of(layer);
+  detail::check_layer("pack", bits);
+  return detail::packed_access::pack(layer, options.k, resolve_isa(options.path));
+}
+template <class Word>
+packed_linear pack(const linear_view<Word>& layer, kernel k = kernel::automatic) {
+  return pack(layer, gemm_options{k, std::nullopt});
+}
+template <class Word, class Options = kernel>
+packed_linear pack(const linear<Word>& layer, Options k_or_options = kernel::automatic) {
+  return pack(layer.view(), k_or_options);
 }
 
 }  // namespace onebit

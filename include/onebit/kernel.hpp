@@ -1,23 +1,34 @@
-// The kernels a product can run on. Every value here runs; `automatic` picks the fastest exact
-// one this CPU has.
+// The kernels a product can run on. Every value here runs on every CPU; `automatic` picks the
+// fastest exact one. kernels/*.hpp say how each works and how exact it is.
 #pragma once
 
 #include <optional>
 #include <string_view>
+
+#include "cpu.hpp"
 
 namespace onebit {
 
 enum class kernel {
   automatic,  // the fastest exact path this CPU has (float activations)
   reference,  // scalar oracle: products in float, sums in double, exact to float rounding
+  add_only,   // exact: signs choose add or subtract, no multiply in the inner loop
 };
 
-inline constexpr kernel all_kernels[] = {kernel::automatic, kernel::reference};
+inline constexpr kernel all_kernels[] = {kernel::automatic, kernel::reference, kernel::add_only};
+
+// How a product runs: the kernel and, optionally, the instruction-set path forced for this
+// call (otherwise ONEBIT_ISA, otherwise the best this CPU has; see cpu.hpp).
+struct gemm_options {
+  kernel k = kernel::automatic;
+  std::optional<isa> path = std::nullopt;
+};
 
 inline const char* to_string(kernel k) noexcept {
   switch (k) {
     case kernel::automatic: return "automatic";
     case kernel::reference: return "reference";
+    case kernel::add_only: return "add_only";
   }
   return "unknown";
 }

@@ -43,6 +43,12 @@ class aligned_buffer {
     return *this;
   }
 
+  // Grows to at least `bytes` (contents then undefined), never shrinks: a buffer reused call
+  // after call allocates only while the calls grow.
+  void reserve(std::size_t bytes) {
+    if (bytes > size_) *this = aligned_buffer(bytes);
+  }
+
   std::byte* data() noexcept { return data_.get(); }
   const std::byte* data() const noexcept { return data_.get(); }
   std::size_t size() const noexcept { return size_; }

@@ -1,0 +1,157 @@
+// add_only bodies for AVX-512 (F/BW/DQ/VL). See kernels/add_only.hpp for the techniques, the
+// packed layout and the error bound.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "../../detail/target.hpp"
+#include "../add_only.hpp"
+#include "gemm_args.hpp"
+
+#if ONEBIT_X86
+
+ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
+
+namespace onebit::kernels::add_only::avx512 {
+
+// Written out rather than _mm512_reduce_add_ps, whose g++ 12 expansion trips -Wuninitialized.
+inline float reduce_add(__m512 v) noexcept {
+  const __m256 s = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
+// R rows x B batch rows of the plain layout. Per 16 columns: one load of a per batch row, one
+// 16-bit mask per row, and per (row, batch row) a masked subtract (a, or 0 − a under the −1
+// signs) and an add. R = 4 rows give 4·B independent accumulators, enough to cover the add
+// latency at B = 1 while the masks fit the 7 usable mask registers.
+template <int R, int B>
+inline void plain_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b0) noexcept {
+  const std::size_t chunks16 = (g.cols + 15) / 16;
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 acc[R][B];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < B; ++b) acc[r][b] = zero;
+  const unsigned char* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = g.w + (j0 + r) * g.w_stride;
+  const float* a = g.a + b0 * g.lda;
+  for (std::size_t c = 0; c < chunks16; ++c) {
+    __mmask16 m[R];
+    for (int r = 0; r < R; ++r) {
+      std::uint16_t bits;
+      std::memcpy(&bits, rows[r] + 2 * c, 2);  // within the row: strides cover whole 64 bytes
+      m[r] = _cvtu32_mask16(bits);
+    }
+    for (int b = 0; b < B; ++b) {
+      const __m512 av = _mm512_load_ps(a + b * g.lda + 16 * c);
+      for (int r = 0; r < R; ++r)
+        acc[r][b] = _mm512_add_ps(acc[r][b], _mm512_mask_sub_ps(av, m[r], zero, av));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float h = to_float(g.h[j0 + r]);
+    for (int b = 0; b < B; ++b) g.y[(b0 + b) * g.ldy + j0 + r] = reduce_add(acc[r][b]) * h;
+  }
+}
+
+template <int R>
+inline void plain_rows_of(const detail::gemm_args& g, std::size_t j0) noexcept {
+  std::size_t b = 0;
+  for (; b + 4 <= g.batch; b += 4) plain_tile<R, 4>(g, j0, b);
+  switch (g.batch - b) {
+    case 3: plain_tile<R, 3>(g, j0, b); break;
+    case 2: plain_tile<R, 2>(g, j0, b); break;
+    case 1: plain_tile<R, 1>(g, j0, b); break;
+    default: break;
+  }
+}
+
+inline void plain_rows(const detail::gemm_args& g, std::size_t row_begin,
+                       std::size_t row_end) noexcept {
+  std::size_t j = row_begin;
+  for (; j + 4 <= row_end; j += 4) plain_rows_of<4>(g, j);
+  for (; j < row_end; ++j) plain_rows_of<1>(g, j);
+}
+
+// 32-entry tables of every 5 columns: entries 0..15 in one vector, 16..31 (a_4 negated) in the
+// next. Lane p of sign_k is bit k of p moved to the float sign, so XOR gives ±a_k; the sum is
+// ((((±a0 ± a1) ± a2) ± a3) ± a4), left to right as the bound assumes.
+inline void tables5(const float* a, std::size_t groups, float* tables) noexcept {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512 sign[4];
+  for (int k = 0; k < 4; ++k)
+    sign[k] = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_and_si512(_mm512_srli_epi32(lane, static_cast<unsigned>(k)),
+                         _mm512_set1_epi32(1)),
+        31));
+  for (std::size_t grp = 0; grp < groups; ++grp) {
+    const float* ag = a + 5 * grp;
+    __m512 lo = _mm512_xor_ps(_mm512_set1_ps(ag[0]), sign[0]);
+    for (int k = 1; k < 4; ++k)
+      lo = _mm512_add_ps(lo, _mm512_xor_ps(_mm512_set1_ps(ag[k]), sign[k]));
+    const __m512 a4 = _mm512_set1_ps(ag[4]);
+    _mm512_store_ps(tables + 32 * grp, _mm512_add_ps(lo, a4));
+    _mm512_store_ps(tables + 32 * grp + 16, _mm512_sub_ps(lo, a4));
+  }
+}
+
+// One 16-row block of the packed layout for B batch rows. Per 30 columns: one load of the 16
+// index words, 5 shifts (vpermt2ps reads only the low 5 bits of each index), and per batch row
+// 6 table lookups and adds. A accumulators per batch row keep ≥ 6 add chains in flight.
+template <int B>
+inline void packed_tile(const detail::gemm_args& g, std::size_t block, std::size_t b0,
+                        __mmask16 keep) noexcept {
+  constexpr int A = B == 1 ? 6 : (B == 2 ? 3 : 2);
+  const std::size_t n_chunks = chunks(g.cols);
+  const auto* idx = reinterpret_cast<const std::uint32_t*>(g.w + block * g.w_stride);
+  __m512 acc[B][A];
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < A; ++k) acc[b][k] = _mm512_setzero_ps();
+  for (std::size_t c = 0; c < n_chunks; ++c) {
+    const __m512i v = _mm512_load_si512(idx + 16 * c);
+    for (int k = 0; k < 6; ++k) {
+      const __m512i ix = k == 0 ? v : _mm512_srli_epi32(v, static_cast<unsigned>(5 * k));
+      for (int b = 0; b < B; ++b) {
+        const float* t = g.tables + (b0 + b) * g.ldt + (6 * c + k) * 32;
+        const __m512 sum = _mm512_permutex2var_ps(_mm512_load_ps(t), ix, _mm512_load_ps(t + 16));
+        acc[b][k % A] = _mm512_add_ps(acc[b][k % A], sum);
+      }
+    }
+  }
+  const std::size_t j0 = block * 16;
+  const __m512 h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(keep, g.h + j0));
+  for (int b = 0; b < B; ++b) {
+    __m512 s = acc[b][0];
+    for (int k = 1; k < A; ++k) s = _mm512_add_ps(s, acc[b][k]);
+    _mm512_mask_storeu_ps(g.y + (b0 + b) * g.ldy + j0, keep, _mm512_mul_ps(s, h));
+  }
+}
+
+// A range that starts or ends inside a block computes the whole block and stores only its own
+// rows, so ranges on different threads never write the same y.
+inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
+                        std::size_t row_end) noexcept {
+  for (std::size_t block = row_begin / 16; block * 16 < row_end; ++block) {
+    const std::size_t lo = block * 16 < row_begin ? row_begin - block * 16 : 0;
+    const std::size_t hi = row_end - block * 16 < 16 ? row_end - block * 16 : 16;
+    const auto keep = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    std::size_t b = 0;
+    for (; b + 4 <= g.batch; b += 4) packed_tile<4>(g, block, b, keep);
+    switch (g.batch - b) {
+      case 3: packed_tile<2>(g, block, b, keep); packed_tile<1>(g, block, b + 2, keep); break;
+      case 2: packed_tile<2>(g, block, b, keep); break;
+      case 1: packed_tile<1>(g, block, b, keep); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace onebit::kernels::add_only::avx512
+
+ONEBIT_TARGET_END
+
+#endif  // ONEBIT_X86

@@ -1,0 +1,32 @@
+// What a kernel body receives: the layer's bits, the prepared activations (a = x ⊙ g, padded
+// with zeros, per-row sums, tables of partial sums) and where y goes. Plain data, so one
+// function-pointer type serves every kernel and instruction set.
+#pragma once
+
+#include <cstddef>
+
+#include "../../half.hpp"
+
+namespace onebit::kernels::detail {
+
+struct gemm_args {
+  const unsigned char* w = nullptr;  // plain: row-major bits; packed: blocks of rows
+  std::size_t w_stride = 0;          // plain: bytes per row; packed: bytes per block
+  std::size_t rows = 0, cols = 0;    // out, in
+  const half* h = nullptr;           // out values
+  std::size_t batch = 0;
+  const float* a = nullptr;          // batch x lda: x ⊙ g, zero past cols
+  std::size_t lda = 0;
+  const float* tables = nullptr;     // batch x ldt: tables of partial sums of a
+  std::size_t ldt = 0;
+  float* y = nullptr;                // batch x ldy
+  std::size_t ldy = 0;
+};
+
+// Rows [row_begin, row_end) of y for every batch row. Never throws, never allocates.
+using rows_fn = void (*)(const gemm_args&, std::size_t row_begin, std::size_t row_end) noexcept;
+
+// Builds the tables of one batch row: `groups` consecutive tables from a (zero past cols).
+using tables_fn = void (*)(const float* a, std::size_t groups, float* tables) noexcept;
+
+}  // namespace onebit::kernels::detail
