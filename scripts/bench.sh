@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The main command of the README. On a fresh Debian 12 machine, as root: installs what it needs
+# with apt-get, builds onebit in Release from scratch (in build/), then runs the benchmark of
+# the 1-bit kernels against FP16/FP32 GEMM, writes its JSON to build/bench_gemm.json and plots
+# it with benchmarks/plot.py. Until the benchmark exists it runs the quickstart example.
+# Arguments are passed to the benchmark binary (e.g. --benchmark_filter=...).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source_dir=$(pwd)
+build_dir="$source_dir/build"
+jobs=${JOBS:-$(nproc)}
+
+source "$source_dir/scripts/install-deps.sh"
+onebit_install_deps
+
+if command -v ninja >/dev/null 2>&1; then generator=Ninja; else generator="Unix Makefiles"; fi
+rm -rf "$build_dir"
+cmake -S "$source_dir" -B "$build_dir" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_COMPILER=g++ -DONEBIT_BUILD_TESTS=OFF
+cmake --build "$build_dir" --parallel "$jobs"
+
+bench="$build_dir/benchmarks/bench_gemm"
+json="$build_dir/bench_gemm.json"
+if [[ -x "$bench" ]]; then
+  echo "== $bench"
+  "$bench" --benchmark_out="$json" --benchmark_out_format=json "$@"
+  echo "== results: $json"
+  if [[ -f "$source_dir/benchmarks/plot.py" ]]; then
+    MPLBACKEND=Agg /usr/bin/python3 "$source_dir/benchmarks/plot.py" "$json"
+  fi
+elif [[ -x "$build_dir/examples/quickstart" ]]; then
+  echo "== no benchmark yet: running $build_dir/examples/quickstart"
+  "$build_dir/examples/quickstart"
+else
+  echo "bench.sh: neither $bench nor $build_dir/examples/quickstart was built" >&2
+  exit 1
+fi

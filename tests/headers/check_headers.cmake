@@ -1,0 +1,68 @@
+# CTest driver of the header self-containment check for one compiler and one standard:
+#
+#   cmake -DCOMPILER=g++|clang++|<path> -DSTANDARD=17|20 -DONEBIT_SOURCE_DIR=<src>
+#         -DWORK_DIR=<scratch> -DGENERATOR=<generator> [-DMAKE_PROGRAM=...] -P check_headers.cmake
+#
+# A compiler that is not installed prints "ONEBIT-SKIP", which the test registers as its
+# SKIP_REGULAR_EXPRESSION, so CTest reports the test as skipped, never as passed.
+cmake_minimum_required(VERSION 3.16)
+
+foreach(var COMPILER STANDARD ONEBIT_SOURCE_DIR WORK_DIR GENERATOR)
+  if(NOT DEFINED ${var} OR "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "check_headers.cmake: ${var} is not set")
+  endif()
+endforeach()
+
+if(IS_ABSOLUTE "${COMPILER}")
+  set(compiler "${COMPILER}")
+  if(NOT EXISTS "${compiler}")
+    set(compiler compiler-NOTFOUND)
+  endif()
+else()
+  # clang++ may be installed only under its versioned name.
+  set(names ${COMPILER})
+  if(COMPILER STREQUAL "clang++")
+    list(APPEND names clang++-19 clang++-18 clang++-17 clang++-16 clang++-15 clang++-14)
+  endif()
+  find_program(compiler NAMES ${names})
+endif()
+if(NOT compiler)
+  message("ONEBIT-SKIP: ${COMPILER} is not installed; headers not checked with it")
+  return()
+endif()
+
+# A build directory configured with another compiler cannot be reused.
+if(EXISTS "${WORK_DIR}/CMakeCache.txt")
+  file(STRINGS "${WORK_DIR}/CMakeCache.txt" cached REGEX "^CMAKE_CXX_COMPILER:")
+  if(NOT cached STREQUAL "CMAKE_CXX_COMPILER:FILEPATH=${compiler}")
+    file(REMOVE_RECURSE "${WORK_DIR}")
+  endif()
+endif()
+
+set(configure_args
+  -S "${CMAKE_CURRENT_LIST_DIR}" -B "${WORK_DIR}" -G "${GENERATOR}"
+  "-DCMAKE_CXX_COMPILER=${compiler}"
+  -DCMAKE_BUILD_TYPE=Release
+  "-DONEBIT_SOURCE_DIR=${ONEBIT_SOURCE_DIR}"
+  "-DONEBIT_CXX_STANDARD=${STANDARD}")
+if(DEFINED MAKE_PROGRAM AND NOT MAKE_PROGRAM STREQUAL "")
+  list(APPEND configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
+endif()
+
+execute_process(COMMAND "${CMAKE_COMMAND}" ${configure_args} RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "configuring the header check with ${compiler} failed (${rc})")
+endif()
+# -k 0 / keep going: report every header that fails, not only the first.
+if(GENERATOR MATCHES "Ninja")
+  set(keep_going -- -k 0)
+else()
+  set(keep_going -- -k)
+endif()
+execute_process(COMMAND "${CMAKE_COMMAND}" --build "${WORK_DIR}" --parallel 2 ${keep_going}
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "a public header does not compile on its own with ${compiler} "
+                      "-std=c++${STANDARD} -Wall -Wextra -Werror (see above)")
+endif()
+message("all public headers compile on their own with ${compiler} as C++${STANDARD}")
