@@ -18,12 +18,16 @@ constexpr std::size_t round_up(std::size_t n, std::size_t multiple) noexcept {
 class aligned_buffer {
  public:
   aligned_buffer() = default;
-  explicit aligned_buffer(std::size_t bytes) : size_(bytes) {
-    if (bytes != 0) {
+  explicit aligned_buffer(std::size_t bytes) : aligned_buffer(bytes, uninitialized) {
+    if (bytes != 0) std::memset(data_.get(), 0, bytes);
+  }
+  // Contents undefined: for scratch that is written before it is read.
+  struct uninitialized_t {};
+  static constexpr uninitialized_t uninitialized{};
+  aligned_buffer(std::size_t bytes, uninitialized_t) : size_(bytes) {
+    if (bytes != 0)
       data_.reset(static_cast<std::byte*>(
           ::operator new(round_up(bytes, cache_line), std::align_val_t{cache_line})));
-      std::memset(data_.get(), 0, bytes);
-    }
   }
   aligned_buffer(const aligned_buffer& other) : aligned_buffer(other.size_) {
     if (size_ != 0) std::memcpy(data_.get(), other.data_.get(), size_);
@@ -46,7 +50,7 @@ class aligned_buffer {
   // Grows to at least `bytes` (contents then undefined), never shrinks: a buffer reused call
   // after call allocates only while the calls grow.
   void reserve(std::size_t bytes) {
-    if (bytes > size_) *this = aligned_buffer(bytes);
+    if (bytes > size_) *this = aligned_buffer(bytes, uninitialized);
   }
 
   std::byte* data() noexcept { return data_.get(); }

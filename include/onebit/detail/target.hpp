@@ -37,6 +37,10 @@
 #error "onebit needs g++ or clang (target regions select instruction sets per function)"
 #endif
 
+// Full unrolling of the short constant loops over rows, batch rows and table groups in the hot
+// kernels: without it g++ keeps the accumulator arrays in memory instead of registers.
+#define ONEBIT_UNROLL _Pragma("GCC unroll 16")
+
 // The feature strings of each path, kept here so cpu.hpp and the kernels agree on them.
 #define ONEBIT_FEATURES_SSE41 "sse4.1,popcnt"
 #define ONEBIT_FEATURES_AVX2 "avx2,fma,f16c,bmi2,popcnt"

@@ -45,22 +45,30 @@ template <int R, int B>
 inline void plain_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b0) noexcept {
   const std::size_t bytes = (g.cols + 7) / 8;
   __m256 acc[R][B];
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r)
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) acc[r][b] = _mm256_setzero_ps();
   const unsigned char* rows[R];
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r) rows[r] = g.w + (j0 + r) * g.w_stride;
   const float* a = g.a + b0 * g.lda;
   for (std::size_t c = 0; c < bytes; ++c) {
     __m256 s[R];
+    ONEBIT_UNROLL
     for (int r = 0; r < R; ++r)
       s[r] = _mm256_load_ps(reinterpret_cast<const float*>(sign_masks.lanes[rows[r][c]]));
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) {
       const __m256 av = _mm256_load_ps(a + b * g.lda + 8 * c);
+      ONEBIT_UNROLL
       for (int r = 0; r < R; ++r) acc[r][b] = _mm256_add_ps(acc[r][b], _mm256_xor_ps(av, s[r]));
     }
   }
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r) {
     const float h = to_float(g.h[j0 + r]);
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) g.y[(b0 + b) * g.ldy + j0 + r] = reduce_add(acc[r][b]) * h;
   }
 }
@@ -83,6 +91,7 @@ inline void plain_rows(const detail::gemm_args& g, std::size_t row_begin,
 inline void tables3(const float* a, std::size_t groups, float* tables) noexcept {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256 sign[3];
+  ONEBIT_UNROLL
   for (int k = 0; k < 3; ++k)
     sign[k] = _mm256_castsi256_ps(_mm256_slli_epi32(
         _mm256_and_si256(_mm256_srli_epi32(lane, k), _mm256_set1_epi32(1)), 31));
@@ -104,12 +113,16 @@ inline void packed_tile(const detail::gemm_args& g, std::size_t block, std::size
   const std::size_t n_chunks = chunks(g.cols);
   const auto* idx = reinterpret_cast<const std::uint32_t*>(g.w + block * g.w_stride);
   __m256 acc[B][A];
+  ONEBIT_UNROLL
   for (int b = 0; b < B; ++b)
+    ONEBIT_UNROLL
     for (int k = 0; k < A; ++k) acc[b][k] = _mm256_setzero_ps();
   for (std::size_t c = 0; c < n_chunks; ++c) {
     const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx + 8 * c));
+    ONEBIT_UNROLL
     for (int k = 0; k < 10; ++k) {
       const __m256i ix = k == 0 ? v : _mm256_srli_epi32(v, 3 * k);
+      ONEBIT_UNROLL
       for (int b = 0; b < B; ++b) {
         const float* t = g.tables + (b0 + b) * g.ldt + (10 * c + k) * 8;
         acc[b][k % A] =
@@ -118,8 +131,10 @@ inline void packed_tile(const detail::gemm_args& g, std::size_t block, std::size
     }
   }
   const std::size_t j0 = block * 8;
+  ONEBIT_UNROLL
   for (int b = 0; b < B; ++b) {
     __m256 s = acc[b][0];
+    ONEBIT_UNROLL
     for (int k = 1; k < A; ++k) s = _mm256_add_ps(s, acc[b][k]);
     alignas(32) float lanes[8];
     _mm256_store_ps(lanes, s);

@@ -34,26 +34,34 @@ inline void plain_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b
   const std::size_t chunks16 = (g.cols + 15) / 16;
   const __m512 zero = _mm512_setzero_ps();
   __m512 acc[R][B];
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r)
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) acc[r][b] = zero;
   const unsigned char* rows[R];
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r) rows[r] = g.w + (j0 + r) * g.w_stride;
   const float* a = g.a + b0 * g.lda;
   for (std::size_t c = 0; c < chunks16; ++c) {
     __mmask16 m[R];
+    ONEBIT_UNROLL
     for (int r = 0; r < R; ++r) {
       std::uint16_t bits;
       std::memcpy(&bits, rows[r] + 2 * c, 2);  // within the row: strides cover whole 64 bytes
       m[r] = _cvtu32_mask16(bits);
     }
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) {
       const __m512 av = _mm512_load_ps(a + b * g.lda + 16 * c);
+      ONEBIT_UNROLL
       for (int r = 0; r < R; ++r)
         acc[r][b] = _mm512_add_ps(acc[r][b], _mm512_mask_sub_ps(av, m[r], zero, av));
     }
   }
+  ONEBIT_UNROLL
   for (int r = 0; r < R; ++r) {
     const float h = to_float(g.h[j0 + r]);
+    ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) g.y[(b0 + b) * g.ldy + j0 + r] = reduce_add(acc[r][b]) * h;
   }
 }
@@ -83,6 +91,7 @@ inline void plain_rows(const detail::gemm_args& g, std::size_t row_begin,
 inline void tables5(const float* a, std::size_t groups, float* tables) noexcept {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   __m512 sign[4];
+  ONEBIT_UNROLL
   for (int k = 0; k < 4; ++k)
     sign[k] = _mm512_castsi512_ps(_mm512_slli_epi32(
         _mm512_and_si512(_mm512_srli_epi32(lane, static_cast<unsigned>(k)),
@@ -91,6 +100,7 @@ inline void tables5(const float* a, std::size_t groups, float* tables) noexcept 
   for (std::size_t grp = 0; grp < groups; ++grp) {
     const float* ag = a + 5 * grp;
     __m512 lo = _mm512_xor_ps(_mm512_set1_ps(ag[0]), sign[0]);
+    ONEBIT_UNROLL
     for (int k = 1; k < 4; ++k)
       lo = _mm512_add_ps(lo, _mm512_xor_ps(_mm512_set1_ps(ag[k]), sign[k]));
     const __m512 a4 = _mm512_set1_ps(ag[4]);
@@ -99,54 +109,116 @@ inline void tables5(const float* a, std::size_t groups, float* tables) noexcept 
   }
 }
 
-// One 16-row block of the packed layout for B batch rows. Per 30 columns: one load of the 16
-// index words, 5 shifts (vpermt2ps reads only the low 5 bits of each index), and per batch row
-// 6 table lookups and adds. A accumulators per batch row keep ≥ 6 add chains in flight.
-template <int B>
-inline void packed_tile(const detail::gemm_args& g, std::size_t block, std::size_t b0,
-                        __mmask16 keep) noexcept {
-  constexpr int A = B == 1 ? 6 : (B == 2 ? 3 : 2);
-  const std::size_t n_chunks = chunks(g.cols);
-  const auto* idx = reinterpret_cast<const std::uint32_t*>(g.w + block * g.w_stride);
-  __m512 acc[B][A];
-  for (int b = 0; b < B; ++b)
-    for (int k = 0; k < A; ++k) acc[b][k] = _mm512_setzero_ps();
-  for (std::size_t c = 0; c < n_chunks; ++c) {
-    const __m512i v = _mm512_load_si512(idx + 16 * c);
+// NB 16-row blocks of the packed layout for B batch rows. Per 30 columns: one load of the 16
+// index words of each block, 5 shifts each (vpermt2ps reads only the low 5 bits of an index),
+// and per batch row 6 table lookups and adds per block. The tables (128 bytes per 5 columns
+// and batch row) outgrow L1 at in = 4096, so each pair of table vectors, once loaded, serves
+// NB blocks: at NB = 1 the loop waited on L2 (60 Gweights/s on the development machine), at
+// NB = 4 it is bound by the permutes. A accumulators per (block, batch row) keep enough add
+// chains in flight.
+//
+// With several batch rows their tables no longer fit L1 together, so the columns are cut into
+// tiles whose tables do, and every block of the range runs one tile before the next: partial
+// sums go to y between tiles (first tile stores, later ones add, the last one scales by h).
+template <int NB, int B>
+inline void packed_tile(const detail::gemm_args& g, std::size_t block0, std::size_t b0,
+                        const __mmask16* keep, std::size_t c_begin, std::size_t c_end,
+                        bool first, bool last) noexcept {
+  constexpr int A = NB * B >= 8 ? 1 : (NB * B >= 4 ? 2 : (NB * B >= 2 ? 3 : 6));
+  const std::uint32_t* idx[NB];
+  ONEBIT_UNROLL
+  for (int nb = 0; nb < NB; ++nb)
+    idx[nb] = reinterpret_cast<const std::uint32_t*>(g.w + (block0 + nb) * g.w_stride);
+  __m512 acc[NB][B][A];
+  ONEBIT_UNROLL
+  for (int nb = 0; nb < NB; ++nb)
+    ONEBIT_UNROLL
+    for (int b = 0; b < B; ++b)
+      ONEBIT_UNROLL
+      for (int k = 0; k < A; ++k) acc[nb][b][k] = _mm512_setzero_ps();
+  for (std::size_t c = c_begin; c < c_end; ++c) {
+    __m512i v[NB];
+    ONEBIT_UNROLL
+    for (int nb = 0; nb < NB; ++nb) v[nb] = _mm512_load_si512(idx[nb] + 16 * c);
+    ONEBIT_UNROLL
     for (int k = 0; k < 6; ++k) {
-      const __m512i ix = k == 0 ? v : _mm512_srli_epi32(v, static_cast<unsigned>(5 * k));
+      __m512i ix[NB];
+      ONEBIT_UNROLL
+      for (int nb = 0; nb < NB; ++nb)
+        ix[nb] = k == 0 ? v[nb]
+                        : _mm512_maskz_srli_epi32(0xffff, v[nb], static_cast<unsigned>(5 * k));
+      ONEBIT_UNROLL
       for (int b = 0; b < B; ++b) {
         const float* t = g.tables + (b0 + b) * g.ldt + (6 * c + k) * 32;
-        const __m512 sum = _mm512_permutex2var_ps(_mm512_load_ps(t), ix, _mm512_load_ps(t + 16));
-        acc[b][k % A] = _mm512_add_ps(acc[b][k % A], sum);
+        const __m512 lo = _mm512_load_ps(t), hi = _mm512_load_ps(t + 16);
+        ONEBIT_UNROLL
+        for (int nb = 0; nb < NB; ++nb)
+          acc[nb][b][k % A] =
+              _mm512_add_ps(acc[nb][b][k % A], _mm512_permutex2var_ps(lo, ix[nb], hi));
       }
     }
   }
-  const std::size_t j0 = block * 16;
-  const __m512 h = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(keep, g.h + j0));
-  for (int b = 0; b < B; ++b) {
-    __m512 s = acc[b][0];
-    for (int k = 1; k < A; ++k) s = _mm512_add_ps(s, acc[b][k]);
-    _mm512_mask_storeu_ps(g.y + (b0 + b) * g.ldy + j0, keep, _mm512_mul_ps(s, h));
+  ONEBIT_UNROLL
+  for (int nb = 0; nb < NB; ++nb) {
+    const std::size_t j0 = (block0 + nb) * 16;
+    const __m512 h =
+        _mm512_maskz_cvtph_ps(0xffff, _mm256_maskz_loadu_epi16(keep[nb], g.h + j0));
+    ONEBIT_UNROLL
+    for (int b = 0; b < B; ++b) {
+      __m512 s = acc[nb][b][0];
+      ONEBIT_UNROLL
+      for (int k = 1; k < A; ++k) s = _mm512_add_ps(s, acc[nb][b][k]);
+      float* y = g.y + (b0 + b) * g.ldy + j0;
+      if (!first) s = _mm512_add_ps(_mm512_maskz_loadu_ps(keep[nb], y), s);
+      _mm512_mask_storeu_ps(y, keep[nb], last ? _mm512_mul_ps(s, h) : s);
+    }
+  }
+}
+
+// Blocks [first, last) of a row range: 4 at a time for one batch row, 2 at a time in column
+// tiles for batch tiles of 2 or 4 rows.
+template <int B>
+inline void packed_batch_tile(const detail::gemm_args& g, std::size_t first, std::size_t last,
+                              std::size_t b0, const __mmask16* keep) noexcept {
+  const std::size_t n_chunks = chunks(g.cols);
+  // Tables of one tile for B batch rows: 768 bytes per chunk and row, about 30 KiB in all.
+  const std::size_t tile = B == 1 ? n_chunks : 40 / B;
+  for (std::size_t c0 = 0; c0 < n_chunks; c0 += tile) {
+    const std::size_t c1 = n_chunks - c0 < tile ? n_chunks : c0 + tile;
+    std::size_t block = first;
+    if constexpr (B == 1)
+      for (; block + 4 <= last; block += 4)
+        packed_tile<4, 1>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
+    for (; block + 2 <= last; block += 2)
+      packed_tile<2, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
+    if (block < last)
+      packed_tile<1, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
   }
 }
 
 // A range that starts or ends inside a block computes the whole block and stores only its own
-// rows, so ranges on different threads never write the same y.
+// rows, so ranges on different threads never write the same y. Ranges go 64 blocks at a time
+// so the keep masks fit on the stack.
 inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
                         std::size_t row_end) noexcept {
-  for (std::size_t block = row_begin / 16; block * 16 < row_end; ++block) {
-    const std::size_t lo = block * 16 < row_begin ? row_begin - block * 16 : 0;
-    const std::size_t hi = row_end - block * 16 < 16 ? row_end - block * 16 : 16;
-    const auto keep = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-    std::size_t b = 0;
-    for (; b + 4 <= g.batch; b += 4) packed_tile<4>(g, block, b, keep);
-    switch (g.batch - b) {
-      case 3: packed_tile<2>(g, block, b, keep); packed_tile<1>(g, block, b + 2, keep); break;
-      case 2: packed_tile<2>(g, block, b, keep); break;
-      case 1: packed_tile<1>(g, block, b, keep); break;
-      default: break;
+  constexpr std::size_t span = 64;
+  __mmask16 keep[span];
+  for (std::size_t first = row_begin / 16; first * 16 < row_end; first += span) {
+    const std::size_t last_block = (row_end + 15) / 16;
+    const std::size_t last = last_block - first < span ? last_block : first + span;
+    for (std::size_t blk = first; blk < last; ++blk) {
+      const std::size_t j0 = blk * 16;
+      const std::size_t lo = j0 < row_begin ? row_begin - j0 : 0;
+      const std::size_t hi = row_end - j0 < 16 ? row_end - j0 : 16;
+      keep[blk - first] = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
     }
+    std::size_t b = 0;
+    for (; b + 4 <= g.batch; b += 4) packed_batch_tile<4>(g, first, last, b, keep);
+    if (g.batch - b >= 2) {
+      packed_batch_tile<2>(g, first, last, b, keep);
+      b += 2;
+    }
+    if (b < g.batch) packed_batch_tile<1>(g, first, last, b, keep);
   }
 }
 
