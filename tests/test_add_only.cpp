@@ -272,3 +272,24 @@ TEST_CASE("packed layers keep shape, kernel, path and value vectors") {
   CHECK_THROWS_WITH_AS(onebit::pack(empty), "onebit::pack: zero-size layer 0x4 (out x in)",
                        std::invalid_argument);
 }
+
+TEST_CASE("each batch row gives the bits it gives alone, on every path, plain or packed") {
+  const auto layer = onebit_test::random_layer(70, 700);
+  const std::size_t batch = 11;
+  const std::vector<float> x = onebit_test::gaussian(batch * 700);
+  for (isa path : runnable_paths()) {
+    const onebit::gemm_options options{kernel::add_only, path};
+    const auto packed = onebit::pack(layer, options);
+    std::vector<float> plain_batch(batch * 70), packed_batch(batch * 70), row(70);
+    onebit::gemm(layer, x.data(), batch, 700, plain_batch.data(), 70, options);
+    onebit::gemm(packed, x.data(), batch, 700, packed_batch.data(), 70);
+    for (std::size_t b = 0; b < batch; ++b) {
+      onebit::gemv(layer, x.data() + b * 700, row.data(), options);
+      CHECK_MESSAGE(std::equal(row.begin(), row.end(), plain_batch.begin() + b * 70),
+                    onebit::to_string(path), " plain, batch row ", b);
+      onebit::gemv(packed, x.data() + b * 700, row.data());
+      CHECK_MESSAGE(std::equal(row.begin(), row.end(), packed_batch.begin() + b * 70),
+                    onebit::to_string(path), " packed, batch row ", b);
+    }
+  }
+}

@@ -109,7 +109,7 @@ inline void tables3(const float* a, std::size_t groups, float* tables) noexcept 
 template <int B>
 inline void packed_tile(const detail::gemm_args& g, std::size_t block, std::size_t b0,
                         std::size_t lo, std::size_t hi) noexcept {
-  constexpr int A = B == 1 ? 5 : 2;
+  constexpr int A = 2;  // fixed, so a row's sum order does not depend on the batch
   const std::size_t n_chunks = chunks(g.cols);
   const auto* idx = reinterpret_cast<const std::uint32_t*>(g.w + block * g.w_stride);
   __m256 acc[B][A];

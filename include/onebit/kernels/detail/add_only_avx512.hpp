@@ -109,6 +109,12 @@ inline void tables5(const float* a, std::size_t groups, float* tables) noexcept 
   }
 }
 
+// Two partial sums per (row, batch row), and columns in tiles of 10 chunks, whatever the
+// tiling of rows and batch: each y is then summed in one fixed order, so results do not depend
+// on how rows are split into ranges or how many rows share the batch.
+inline constexpr int accumulators = 2;
+inline constexpr std::size_t tile_chunks = 10;
+
 // NB 16-row blocks of the packed layout for B batch rows. Per 30 columns: one load of the 16
 // index words of each block, 5 shifts each (vpermt2ps reads only the low 5 bits of an index),
 // and per batch row 6 table lookups and adds per block. The tables (128 bytes per 5 columns
@@ -124,7 +130,7 @@ template <int NB, int B>
 inline void packed_tile(const detail::gemm_args& g, std::size_t block0, std::size_t b0,
                         const __mmask16* keep, std::size_t c_begin, std::size_t c_end,
                         bool first, bool last) noexcept {
-  constexpr int A = NB * B >= 8 ? 1 : (NB * B >= 4 ? 2 : (NB * B >= 2 ? 3 : 6));
+  constexpr int A = accumulators;
   const std::uint32_t* idx[NB];
   ONEBIT_UNROLL
   for (int nb = 0; nb < NB; ++nb)
@@ -181,8 +187,8 @@ template <int B>
 inline void packed_batch_tile(const detail::gemm_args& g, std::size_t first, std::size_t last,
                               std::size_t b0, const __mmask16* keep) noexcept {
   const std::size_t n_chunks = chunks(g.cols);
-  // Tables of one tile for B batch rows: 768 bytes per chunk and row, about 30 KiB in all.
-  const std::size_t tile = B == 1 ? n_chunks : 40 / B;
+  // Tables of one tile: 768 bytes per chunk and batch row, 30 KiB for 4 rows: L1-resident.
+  const std::size_t tile = tile_chunks;
   for (std::size_t c0 = 0; c0 < n_chunks; c0 += tile) {
     const std::size_t c1 = n_chunks - c0 < tile ? n_chunks : c0 + tile;
     std::size_t block = first;
