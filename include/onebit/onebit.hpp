@@ -1,9 +1,11 @@
 // onebit: 1-bit linear algebra. Include this header for the whole public API.
 #pragma once
 
-#include "cpu.hpp"          // what the CPU has; forcing an instruction-set path
-#include "half.hpp"         // FP16 storage and conversions
-#include "sign_matrix.hpp"  // bit-packed ±1 matrices and views over caller bytes
-#include "kernel.hpp"       // the kernels a product can run on
-#include "linear.hpp"       // the OneBit layer (W, g, h)
-#include "gemm.hpp"         // y = ((x ⊙ g) · Wᵀ) ⊙ h, checked and dispatched
+#include "cpu.hpp"            // what the CPU has; forcing an instruction-set path
+#include "half.hpp"           // FP16 storage and conversions
+#include "sign_matrix.hpp"    // bit-packed ±1 matrices and views over caller bytes
+#include "kernel.hpp"         // the kernels a product can run on, gemm_options
+#include "linear.hpp"         // the OneBit layer (W, g, h)
+#include "packed_linear.hpp"  // a layer re-laid out once for one kernel
+#include "gemm.hpp"           // y = ((x ⊙ g) · Wᵀ) ⊙ h: gemm, gemv, prepare, run_rows, pack
+#include "parallel.hpp"       // thread_pool and the parallel gemm
