@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <numeric>
@@ -219,6 +220,10 @@ TEST_CASE("automatic is add_only on the best path; infinities pass through exact
   x[13] = std::numeric_limits<float>::infinity();
   const auto p = onebit::prepare(layer, x.data(), 1, 70, y.data(), 40);
   CHECK(p.path() == onebit::resolve_isa());
+  // This test is built without any -march flag: the path it ran is the best the CPU has.
+  MESSAGE("automatic ran add_only on the ", std::string(onebit::to_string(p.path())),
+          " path; best on this CPU: ", std::string(onebit::to_string(onebit::best_isa())));
+  if (std::getenv("ONEBIT_ISA") == nullptr) CHECK(p.path() == onebit::best_isa());
   CHECK(p.chosen_kernel() == kernel::add_only);
   for (isa path : runnable_paths()) {
     for (bool use_packed : {false, true}) {
