@@ -37,7 +37,7 @@ TEST_CASE_TEMPLATE("forward is gemm: single row and batch, float and half", Word
 
   std::vector<float> y_batch(batch * 9), y_row(9), y_gemm(batch * 9);
   layer.forward(x.data(), batch, 37, y_batch.data(), 9);
-  onebit::gemm(layer, x.data(), batch, 37, y_gemm.data(), 9, onebit::kernel::reference);
+  onebit::gemm(layer, x.data(), batch, 37, y_gemm.data(), 9, onebit::kernel::automatic);
   CHECK(y_batch == y_gemm);
   layer.forward(x.data() + 37, y_row.data());
   CHECK(std::vector<float>(y_batch.begin() + 9, y_batch.begin() + 18) == y_row);
