@@ -1,0 +1,387 @@
+// bench_gemm: the OneBit layer's kernels beside an FP16 and an FP32 GEMM, at the shapes of a
+// 7B model's projections (4096x4096, 11008x4096, 4096x11008; out x in), batch 1 to 64, on one
+// and two threads.
+//
+//   ./build/benchmarks/bench_gemm --benchmark_out=results.json --benchmark_out_format=json
+//   /usr/bin/python3 benchmarks/plot.py results.json speedup.png
+//
+// Rows, in the order they run and print (baselines first in every group):
+//
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/fp16              F16C+FMA, hand-written (fp16_gemm.hpp)
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_sse2   Eigen, default flags: SSE2 only
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_avx2   Eigen, -mavx2 -mfma for that file
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_<kernel>   onebit::gemm(layer, ..., kernel)
+//   streamed/4096x4096/batch:1/threads:<t>/<kernel>         weights rotated through > 2x LLC
+//
+// Counters: `weights/s` (out·in·batch per second), `weight_bytes` (bytes of weights one call
+// reads: 2 per FP16 weight, 4 per FP32 one, the packed bits plus g and h for onebit),
+// `bytes_per_second` (weight bytes read per second), and `speedup`, the FP16 row's time of the
+// same group over this row's (1.0 on the FP16 row). The FP16 row runs first in its group, in
+// this process, so the ratio is of two measurements of one run; plot.py recomputes it from the
+// JSON times, so it is there even when a filter skipped the FP16 row.
+//
+// Times: CPU time of the calling thread for one thread, wall time (UseRealTime) for two.
+// The binary is built without -march (see CMakeLists.txt): every fast path is chosen at run time.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <unistd.h>
+
+#include <onebit/onebit.hpp>
+
+#include "eigen_gemm.hpp"
+#include "fp16_gemm.hpp"
+#include "thread_team.hpp"
+
+namespace {
+
+struct shape {
+  std::size_t out, in;
+  std::string name() const { return std::to_string(out) + "x" + std::to_string(in); }
+};
+
+constexpr shape shapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+constexpr std::size_t batches[] = {1, 2, 4, 8, 16, 32, 64};
+constexpr unsigned thread_counts[] = {1, 2};
+constexpr std::size_t max_batch = 64;
+constexpr double min_time = 0.1;  // seconds per row: the whole binary runs in a few minutes
+
+// ---------------------------------------------------------------------------------------------
+// The layer of one shape in every format, with its activations. Rows run in registration order,
+// shape by shape, so only the current shape is kept (11008x4096 in FP32 alone is 180 MB).
+
+struct layer_set {
+  shape s{0, 0};
+  bench::aligned_buffer<float> w32;  // out x in, Eigen's W; the FP16 and 1-bit ones derive
+  bench::fp16_matrix w16;
+  onebit::linear<> w1;
+  bench::aligned_buffer<float> x;  // max_batch x in
+  bench::aligned_buffer<float> y;  // max_batch x out
+};
+
+// Deterministic, fast, roughly normal values (sum of four uniforms).
+class value_stream {
+ public:
+  explicit value_stream(std::uint64_t seed) : s_(seed) {}
+  float next() {
+    float sum = 0.0f;
+    for (int i = 0; i < 4; ++i) {
+      s_ += 0x9e3779b97f4a7c15ull;
+      std::uint64_t z = s_;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      z ^= z >> 31;
+      sum += static_cast<float>(z >> 40) * (1.0f / 16777216.0f) - 0.5f;
+    }
+    return sum * 1.7320508f;  // variance 1
+  }
+
+ private:
+  std::uint64_t s_;
+};
+
+layer_set& layers(shape s) {
+  static layer_set current;
+  if (current.s.out == s.out && current.s.in == s.in) return current;
+  current = layer_set{};  // free the previous shape first
+  current.s = s;
+  value_stream values(s.out * 131 + s.in);
+  current.w32 = bench::make_aligned<float>(s.out * s.in);
+  for (std::size_t i = 0; i < s.out * s.in; ++i) current.w32[i] = values.next() * 0.02f;
+  current.w16 = bench::fp16_matrix::from_dense(current.w32.get(), s.out, s.in, s.in);
+  current.w1.W = onebit::sign_matrix<>::from_dense(current.w32.get(), s.out, s.in, s.in);
+  current.w1.g.resize(s.in);
+  current.w1.h.resize(s.out);
+  for (auto& v : current.w1.g) v = onebit::to_half(0.5f + std::fabs(values.next()) * 0.25f);
+  for (auto& v : current.w1.h) v = onebit::to_half(0.01f + std::fabs(values.next()) * 0.01f);
+  current.x = bench::make_aligned<float>(max_batch * s.in);
+  for (std::size_t i = 0; i < max_batch * s.in; ++i) current.x[i] = values.next();
+  current.y = bench::make_aligned<float>(max_batch * s.out);
+  return current;
+}
+
+std::size_t onebit_weight_bytes(const onebit::linear<>& layer) {
+  return layer.W.bytes() + 2 * (layer.in_features() + layer.out_features());
+}
+
+// The last-level cache, from sysconf, else /sys, else a guess large enough for any desktop.
+std::size_t last_level_cache_bytes() {
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (l3 > 0) return static_cast<std::size_t>(l3);
+#endif
+  std::size_t best = 0;
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream file("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) +
+                       "/size");
+    std::size_t value = 0;
+    char unit = 0;
+    if (!(file >> value)) continue;
+    if (file >> unit) value *= unit == 'K' ? 1024 : unit == 'M' ? 1024 * 1024 : 1;
+    best = std::max(best, value);
+  }
+  return best != 0 ? best : std::size_t{64} << 20;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing and counters shared by every row.
+
+struct group {  // one shape, batch, thread count, and whether the weights stream from memory
+  shape s;
+  std::size_t batch;
+  unsigned threads;
+  bool streamed;
+  auto key() const { return std::make_tuple(s.out, s.in, batch, threads, streamed); }
+};
+
+std::map<std::tuple<std::size_t, std::size_t, std::size_t, unsigned, bool>, double>&
+fp16_seconds() {
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, unsigned, bool>, double> m;
+  return m;
+}
+
+// The clock Google Benchmark reports for the row: thread CPU time for one thread, wall time
+// for two.
+double now_seconds(unsigned threads) {
+  if (threads == 1) {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+template <class Call>
+void measure(benchmark::State& state, const group& g, std::size_t weight_bytes, bool is_fp16,
+             Call&& call) {
+  call();  // first touch, outside the clock
+  const double start = now_seconds(g.threads);
+  for (auto _ : state) {
+    call();
+    benchmark::ClobberMemory();
+  }
+  const double seconds =
+      (now_seconds(g.threads) - start) / static_cast<double>(std::max<benchmark::IterationCount>(
+                                             state.iterations(), 1));
+  const double weights = static_cast<double>(g.s.out * g.s.in * g.batch);
+  state.counters["weights/s"] =
+      benchmark::Counter(weights, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_bytes"] = static_cast<double>(weight_bytes);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(weight_bytes));
+  if (is_fp16) fp16_seconds()[g.key()] = seconds;
+  const auto base = fp16_seconds().find(g.key());
+  if (base != fp16_seconds().end()) state.counters["speedup"] = base->second / seconds;
+}
+
+// Rows [begin, end) of the output split over the team; `align` keeps each part a whole number
+// of the kernel's row tiles.
+template <class Rows>
+void split_rows(bench::thread_team& team, std::size_t rows, std::size_t align, Rows&& rows_fn) {
+  team.run([&](unsigned i) {
+    const auto [begin, end] = team.part(i, rows, align);
+    if (begin < end) rows_fn(begin, end);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rows. One function per kernel; each is registered once per (shape, batch, threads).
+
+void fp16(benchmark::State& state, group g) {
+  layer_set& L = layers(g.s);
+  bench::thread_team team(g.threads);
+  const bench::fp16_path path = bench::fp16_best_path();
+  state.SetLabel(bench::to_string(path));
+  measure(state, g, g.s.out * g.s.in * 2, true, [&] {
+    split_rows(team, g.s.out, 48, [&](std::size_t begin, std::size_t end) {
+      bench::fp16_gemm(L.w16, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, begin, end, path);
+    });
+  });
+}
+
+void eigen_fp32_sse2(benchmark::State& state, group g) {
+  layer_set& L = layers(g.s);
+  bench::thread_team team(g.threads);
+  state.SetLabel(bench::eigen_sse2::simd_instruction_sets());
+  measure(state, g, g.s.out * g.s.in * 4, false, [&] {
+    split_rows(team, g.s.out, 64, [&](std::size_t begin, std::size_t end) {
+      bench::eigen_sse2::gemm(L.w32.get() + begin * g.s.in, end - begin, g.s.in, L.x.get(),
+                              g.batch, L.y.get() + begin, g.s.out);
+    });
+  });
+}
+
+void eigen_fp32_avx2(benchmark::State& state, group g) {
+  if (!bench::eigen_avx2::available()) {
+    state.SkipWithError("this CPU lacks AVX2 or FMA (or the file was built without them)");
+    return;
+  }
+  layer_set& L = layers(g.s);
+  bench::thread_team team(g.threads);
+  state.SetLabel(bench::eigen_avx2::simd_instruction_sets());
+  measure(state, g, g.s.out * g.s.in * 4, false, [&] {
+    split_rows(team, g.s.out, 64, [&](std::size_t begin, std::size_t end) {
+      bench::eigen_avx2::gemm(L.w32.get() + begin * g.s.in, end - begin, g.s.in, L.x.get(),
+                              g.batch, L.y.get() + begin, g.s.out);
+    });
+  });
+}
+
+// onebit on one thread (the library's own thread pool gets its rows when it lands).
+void onebit_gemm(benchmark::State& state, group g, onebit::kernel k) {
+  layer_set& L = layers(g.s);
+  state.SetLabel(onebit::to_string(onebit::resolve_isa()));
+  measure(state, g, onebit_weight_bytes(L.w1), false, [&] {
+    onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, k);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights streamed from memory: every call reads the next of enough copies of the layer that
+// the copies together are more than twice the last-level cache, so none is still cached when
+// its turn comes again. Batch 1, where the weights are all the traffic there is.
+
+// Google Benchmark calls a row's function several times while it sizes the iteration count:
+// the copies (about 1 GiB here) are made once and kept until another row needs other copies.
+struct rotation_slot {
+  std::string tag;
+  std::shared_ptr<void> copies;  // a std::vector of the layer type named by tag
+};
+rotation_slot& current_rotation() {
+  static rotation_slot slot;
+  return slot;
+}
+
+template <class Layer>
+const std::vector<Layer>& rotation(const std::string& tag, const Layer& layer,
+                                   std::size_t bytes_each) {
+  rotation_slot& slot = current_rotation();
+  if (slot.tag != tag || !slot.copies) {
+    slot.copies.reset();
+    const std::size_t target = 2 * last_level_cache_bytes() + (std::size_t{64} << 20);
+    const std::size_t copies = std::max<std::size_t>(2, (target + bytes_each - 1) / bytes_each);
+    slot.copies = std::make_shared<std::vector<Layer>>(copies, layer);
+    slot.tag = tag;
+  }
+  return *static_cast<const std::vector<Layer>*>(slot.copies.get());
+}
+
+void set_rotation_counters(benchmark::State& state, std::size_t copies, std::size_t bytes) {
+  state.counters["copies"] = static_cast<double>(copies);
+  state.counters["rotation_MiB"] = static_cast<double>(copies * bytes) / (1 << 20);
+}
+
+void fp16_streamed(benchmark::State& state, group g) {
+  layer_set& L = layers(g.s);
+  const std::vector<bench::fp16_matrix>& copies = rotation("fp16/" + g.s.name(), L.w16, L.w16.bytes());
+  bench::thread_team team(g.threads);
+  const bench::fp16_path path = bench::fp16_best_path();
+  state.SetLabel(bench::to_string(path));
+  std::size_t next = 0;
+  measure(state, g, g.s.out * g.s.in * 2, true, [&] {
+    const bench::fp16_matrix& w = copies[next];
+    next = next + 1 == copies.size() ? 0 : next + 1;
+    split_rows(team, g.s.out, 48, [&](std::size_t begin, std::size_t end) {
+      bench::fp16_gemm(w, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, begin, end, path);
+    });
+  });
+  set_rotation_counters(state, copies.size(), L.w16.bytes());
+}
+
+void onebit_streamed(benchmark::State& state, group g, onebit::kernel k) {
+  layer_set& L = layers(g.s);
+  const std::vector<onebit::linear<>>& copies =
+      rotation("onebit/" + g.s.name(), L.w1, onebit_weight_bytes(L.w1));
+  state.SetLabel(onebit::to_string(onebit::resolve_isa()));
+  std::size_t next = 0;
+  measure(state, g, onebit_weight_bytes(L.w1), false, [&] {
+    const onebit::linear<>& layer = copies[next];
+    next = next + 1 == copies.size() ? 0 : next + 1;
+    onebit::gemm(layer, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, k);
+  });
+  set_rotation_counters(state, copies.size(), onebit_weight_bytes(L.w1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration: the table, group by group.
+
+std::string row_name(const char* section, const group& g, const std::string& kernel) {
+  return std::string(section) + "/" + g.s.name() + "/batch:" + std::to_string(g.batch) +
+         "/threads:" + std::to_string(g.threads) + "/" + kernel;
+}
+
+void add(const std::string& name, const group& g, std::function<void(benchmark::State&)> fn) {
+  benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(
+      name.c_str(), [fn = std::move(fn)](benchmark::State& state) { fn(state); });
+  b->Unit(benchmark::kMillisecond)->MinTime(min_time);
+  if (g.threads > 1) b->UseRealTime();
+}
+
+// The scalar reference is the oracle, not a contender: one row where it finishes quickly.
+bool reference_row(const group& g) {
+  return g.s.out == 4096 && g.s.in == 4096 && g.batch == 1 && g.threads == 1;
+}
+
+void register_rows() {
+  for (const shape& s : shapes)
+    for (std::size_t batch : batches)
+      for (unsigned threads : thread_counts) {
+        const group g{s, batch, threads, false};
+        add(row_name("gemm", g, "fp16"), g, [g](benchmark::State& st) { fp16(st, g); });
+        add(row_name("gemm", g, "eigen_fp32_sse2"), g,
+            [g](benchmark::State& st) { eigen_fp32_sse2(st, g); });
+        add(row_name("gemm", g, "eigen_fp32_avx2"), g,
+            [g](benchmark::State& st) { eigen_fp32_avx2(st, g); });
+        if (threads != 1) continue;  // onebit's parallel gemm: rows to come with its pool
+        if (reference_row(g))
+          add(row_name("gemm", g, "onebit_reference"), g, [g](benchmark::State& st) {
+            onebit_gemm(st, g, onebit::kernel::reference);
+          });
+        add(row_name("gemm", g, "onebit_automatic"), g, [g](benchmark::State& st) {
+          onebit_gemm(st, g, onebit::kernel::automatic);
+        });
+      }
+
+  for (unsigned threads : thread_counts) {
+    const group g{shapes[0], 1, threads, true};
+    add(row_name("streamed", g, "fp16"), g, [g](benchmark::State& st) { fp16_streamed(st, g); });
+    if (threads != 1) continue;
+    add(row_name("streamed", g, "onebit_automatic"), g, [g](benchmark::State& st) {
+      onebit_streamed(st, g, onebit::kernel::automatic);
+    });
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("onebit_isa", onebit::to_string(onebit::resolve_isa()));
+  benchmark::AddCustomContext("fp16_path", bench::to_string(bench::fp16_best_path()));
+  benchmark::AddCustomContext("eigen_sse2_simd", bench::eigen_sse2::simd_instruction_sets());
+  benchmark::AddCustomContext("eigen_avx2_simd", bench::eigen_avx2::available()
+                                                     ? bench::eigen_avx2::simd_instruction_sets()
+                                                     : "unavailable");
+  benchmark::AddCustomContext("last_level_cache_bytes",
+                              std::to_string(last_level_cache_bytes()));
+  register_rows();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Draw bench_gemm's JSON: speed-up against the FP16 baseline versus batch, one line per
+kernel, one panel per shape; print the same numbers as markdown tables for the README.
+
+    ./build/benchmarks/bench_gemm --benchmark_out=results.json --benchmark_out_format=json
+    /usr/bin/python3 benchmarks/plot.py results.json [speedup.png]
+
+The speed-up is recomputed here from the JSON times (the FP16 row of the same section, shape,
+batch and thread count over the row's own time), so it is there even for rows whose FP16 row
+ran in another process. Times are the ones Google Benchmark reports for the row: CPU time for
+one thread, wall time for rows registered with UseRealTime (two threads). With repetitions,
+the median aggregate is used.
+"""
+
+import json
+import re
+import sys
+from collections import defaultdict
+
+NAME = re.compile(
+    r"^(?P<section>gemm|streamed)/(?P<out>\d+)x(?P<inn>\d+)/batch:(?P<batch>\d+)"
+    r"/threads:(?P<threads>\d+)/(?P<kernel>[A-Za-z0-9_]+)"
+)
+BASELINE = "fp16"
+
+
+def load(path):
+    """{(section, out, in, batch, threads, kernel): (seconds, weights/s, label)}"""
+    with open(path) as f:
+        data = json.load(f)
+    rows, medians = {}, {}
+    for b in data.get("benchmarks", []):
+        m = NAME.match(b.get("run_name", b["name"]))
+        if not m or b.get("error_occurred"):
+            continue
+        key = (m["section"], int(m["out"]), int(m["inn"]), int(m["batch"]),
+               int(m["threads"]), m["kernel"])
+        real = "/real_time" in b["name"]
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b.get("time_unit", "ns")]
+        seconds = (b["real_time"] if real else b["cpu_time"]) * scale
+        value = (seconds, b.get("weights/s", 0.0), b.get("label", ""))
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[key] = value
+        else:
+            rows.setdefault(key, value)
+    rows.update(medians)
+    return data.get("context", {}), rows
+
+
+def speedups(rows):
+    """{(section, out, in, threads, kernel): {batch: (speed-up or None, weights/s)}}"""
+    lines = defaultdict(dict)
+    for (section, out, inn, batch, threads, kernel), (t, wps, _) in rows.items():
+        base = rows.get((section, out, inn, batch, threads, BASELINE))
+        ratio = base[0] / t if base and t > 0 else None
+        lines[(section, out, inn, threads, kernel)][batch] = (ratio, wps)
+    return lines
+
+
+def kernel_order(kernels):
+    baselines = [BASELINE, "eigen_fp32_sse2", "eigen_fp32_avx2"]
+    first = [k for k in baselines if k in kernels]
+    return first + sorted(k for k in kernels if k not in baselines)
+
+
+def markdown(context, lines):
+    out = []
+    cpu = context.get("host_name", "")
+    out.append(
+        f"Speed-up against the FP16 F16C+FMA baseline ({context.get('fp16_path', '?')}) of the same "
+        f"shape, batch and threads, and GWeights/s (out·in·batch per second). "
+        f"{context.get('num_cpus', '?')} CPUs at {context.get('mhz_per_cpu', '?')} MHz"
+        + (f", host {cpu}" if cpu else "") + ", onebit path "
+        + context.get("onebit_isa", "?") + ".\n"
+    )
+    groups = sorted({(s, o, i) for (s, o, i, _, _) in lines}, key=lambda g: (g[0] != "gemm", g))
+    for section, o, i in groups:
+        keys = [k for k in lines if k[:3] == (section, o, i)]
+        batches = sorted({b for k in keys for b in lines[k]})
+        title = f"{o}x{i} (out x in)" + (", weights streamed from memory" if section == "streamed" else "")
+        out.append(f"**{title}**\n")
+        out.append("| kernel | threads | " + " | ".join(f"batch {b}" for b in batches) + " |")
+        out.append("|---|---|" + "---|" * len(batches))
+        for threads in sorted({k[3] for k in keys}):
+            for kernel in kernel_order({k[4] for k in keys if k[3] == threads}):
+                cells = []
+                for b in batches:
+                    v = lines[(section, o, i, threads, kernel)].get(b)
+                    if v is None:
+                        cells.append("")
+                    else:
+                        ratio, wps = v
+                        r = f"{ratio:.2f}x" if ratio is not None else "-"
+                        cells.append(f"{r} ({wps / 1e9:.1f})")
+                out.append(f"| {kernel} | {threads} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(lines, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = sorted({(o, i) for (s, o, i, _, _) in lines if s == "gemm"},
+                    key=lambda s: (s[0] * s[1], s))
+    if not shapes:
+        print("no gemm rows to plot", file=sys.stderr)
+        return
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5.2 * len(shapes), 4.4), squeeze=False)
+    kernels = kernel_order({k[4] for k in lines})
+    colors = {k: plt.cm.tab10(n % 10) for n, k in enumerate(kernels)}
+    for ax, (o, i) in zip(axes[0], shapes):
+        for threads, style in ((1, "-"), (2, "--")):
+            for kernel in kernels:
+                points = lines.get(("gemm", o, i, threads, kernel))
+                if not points:
+                    continue
+                xs = sorted(b for b, (r, _) in points.items() if r is not None)
+                if not xs:
+                    continue
+                ys = [points[b][0] for b in xs]
+                ax.plot(xs, ys, style, marker="o", ms=3, color=colors[kernel],
+                        label=f"{kernel}, {threads} thread{'s' if threads > 1 else ''}")
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch")
+        ax.set_title(f"{o}x{i} (out x in)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("speed-up against FP16 (F16C+FMA)")
+    seen = {}  # label -> handle, over all panels
+    for ax in axes[0]:
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="lower center",
+               ncol=min(4, len(seen)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(seen) + 3) // 4), 1, 1))
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    context, rows = load(argv[1])
+    if not rows:
+        print(f"{argv[1]}: no bench_gemm rows", file=sys.stderr)
+        return 1
+    lines = speedups(rows)
+    print(markdown(context, lines))
+    plot(lines, argv[2] if len(argv) > 2 else "speedup.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
