@@ -367,6 +367,47 @@ void register_rows() {
   }
 }
 
+// Before any timing: every baseline this binary will run computes the right thing (on a small
+// odd-shaped problem, against a double evaluation of its own weights). A fast wrong baseline
+// would make every ratio a lie.
+bool baselines_agree() {
+  const std::size_t out = 70, in = 333, batch = 5;
+  value_stream values(7);
+  std::vector<float> w(out * in), x(batch * in), y(batch * out);
+  for (float& v : w) v = values.next();
+  for (float& v : x) v = values.next();
+  const bench::fp16_matrix w16 = bench::fp16_matrix::from_dense(w.data(), out, in, in);
+  bool ok = true;
+  auto check = [&](const char* name, bool half_weights, std::size_t rows) {
+    for (std::size_t b = 0; b < rows; ++b)
+      for (std::size_t j = 0; j < out; ++j) {
+        double exact = 0.0, magnitude = 0.0;
+        for (std::size_t k = 0; k < in; ++k) {
+          const double wk = half_weights ? w16.at(j, k) : w[j * in + k];
+          exact += x[b * in + k] * wk;
+          magnitude += std::fabs(x[b * in + k] * wk);
+        }
+        if (std::fabs(y[b * out + j] - exact) > 1e-5 * magnitude) {
+          std::fprintf(stderr, "bench_gemm: the %s baseline is wrong: y[%zu][%zu] = %g, not %g\n",
+                       name, b, j, static_cast<double>(y[b * out + j]), exact);
+          ok = false;
+          return;
+        }
+      }
+  };
+  for (std::size_t rows : {std::size_t{1}, batch}) {  // the GEMV and the GEMM paths
+    bench::fp16_gemm(w16, x.data(), rows, in, y.data(), out, bench::fp16_best_path());
+    check("fp16", true, rows);
+    bench::eigen_sse2::gemm(w.data(), out, in, x.data(), rows, y.data(), out);
+    check("eigen_fp32_sse2", false, rows);
+    if (bench::eigen_avx2::available()) {
+      bench::eigen_avx2::gemm(w.data(), out, in, x.data(), rows, y.data(), out);
+      check("eigen_fp32_avx2", false, rows);
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -380,6 +421,7 @@ int main(int argc, char** argv) {
                                                      : "unavailable");
   benchmark::AddCustomContext("last_level_cache_bytes",
                               std::to_string(last_level_cache_bytes()));
+  if (!baselines_agree()) return 1;
   register_rows();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

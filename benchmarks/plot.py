@@ -25,7 +25,7 @@ BASELINE = "fp16"
 
 
 def load(path):
-    """{(section, out, in, batch, threads, kernel): (seconds, weights/s, label)}"""
+    """{(section, out, in, batch, threads, kernel): (seconds, weights/s, label)}, in run order"""
     with open(path) as f:
         data = json.load(f)
     rows, medians = {}, {}
@@ -74,7 +74,8 @@ def markdown(context, lines):
         + (f", host {cpu}" if cpu else "") + ", onebit path "
         + context.get("onebit_isa", "?") + ".\n"
     )
-    groups = sorted({(s, o, i) for (s, o, i, _, _) in lines}, key=lambda g: (g[0] != "gemm", g))
+    groups = sorted(dict.fromkeys((s, o, i) for (s, o, i, _, _) in lines),
+                    key=lambda g: g[0] != "gemm")  # run order, the streamed section last
     for section, o, i in groups:
         keys = [k for k in lines if k[:3] == (section, o, i)]
         batches = sorted({b for k in keys for b in lines[k]})
@@ -104,8 +105,7 @@ def plot(lines, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shapes = sorted({(o, i) for (s, o, i, _, _) in lines if s == "gemm"},
-                    key=lambda s: (s[0] * s[1], s))
+    shapes = list(dict.fromkeys((o, i) for (s, o, i, _, _) in lines if s == "gemm"))
     if not shapes:
         print("no gemm rows to plot", file=sys.stderr)
         return
@@ -113,8 +113,11 @@ def plot(lines, path):
     kernels = kernel_order({k[4] for k in lines})
     colors = {k: plt.cm.tab10(n % 10) for n, k in enumerate(kernels)}
     for ax, (o, i) in zip(axes[0], shapes):
+        ax.axhline(1.0, color=colors.get(BASELINE, "gray"), lw=1.2, label=f"{BASELINE} (the 1.0 line)")
         for threads, style in ((1, "-"), (2, "--")):
             for kernel in kernels:
+                if kernel == BASELINE:
+                    continue
                 points = lines.get(("gemm", o, i, threads, kernel))
                 if not points:
                     continue
@@ -124,12 +127,15 @@ def plot(lines, path):
                 ys = [points[b][0] for b in xs]
                 ax.plot(xs, ys, style, marker="o", ms=3, color=colors[kernel],
                         label=f"{kernel}, {threads} thread{'s' if threads > 1 else ''}")
-        ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_xscale("log", base=2)
+        batches = sorted({b for k, v in lines.items() if k[:3] == ("gemm", o, i) for b in v})
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_xlabel("batch")
         ax.set_title(f"{o}x{i} (out x in)")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel("speed-up against FP16 (F16C+FMA)")
     seen = {}  # label -> handle, over all panels
     for ax in axes[0]:
