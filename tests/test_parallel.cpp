@@ -40,8 +40,8 @@ TEST_CASE("parallel gemm over 1 to 4 threads equals the one-thread gemm, every p
         std::vector<float> plain(batch * 531), packed_y(batch * 531);
         onebit::gemm(pool, layer, x.data(), batch, 300, plain.data(), 531, options);
         onebit::gemm(pool, packed, x.data(), batch, 300, packed_y.data(), 531);
-        CHECK_MESSAGE(plain == plain1, onebit::to_string(path), " threads ", threads);
-        CHECK_MESSAGE(packed_y == packed1, onebit::to_string(path), " threads ", threads);
+        CHECK_MESSAGE(plain == plain1, std::string(onebit::to_string(path)), " threads ", threads);
+        CHECK_MESSAGE(packed_y == packed1, std::string(onebit::to_string(path)), " threads ", threads);
       }
     }
   }

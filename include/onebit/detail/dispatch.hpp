@@ -18,6 +18,10 @@ struct kernel_body {
   kernels::detail::rows_fn rows = nullptr;
   kernels::detail::tables_fn tables = nullptr;  // null: the body reads a directly
   packed_format format = packed_format::standard;  // the layout of W it reads
+  // Bodies that compute Σa − 2·Σ_{−1} a need Σa per batch row, and run `signed_rows` (a sum of
+  // ±a) instead when some Σ|a| is not below 2^125: there Σa − 2·Σ_{−1} a could overflow or
+  // give inf − inf where the exact sum is finite or ±inf.
+  kernels::detail::rows_fn signed_rows = nullptr;
 };
 
 // `automatic` is the fastest exact kernel.
@@ -43,7 +47,8 @@ inline kernel_body select_body(kernel k, isa path, packed_format format) noexcep
     case isa::avx512:
       if (format == packed_format::index5_rows16)
         return {&add_only::avx512::packed_rows, &add_only::avx512::tables5, format};
-      return {&add_only::avx512::plain_rows, nullptr, format};
+      return {&add_only::avx512::plain_rows, nullptr, format,
+              &add_only::avx512::plain_rows_signed};
     case isa::avx2:
       if (format == packed_format::index3_rows8)
         return {&add_only::avx2::packed_rows, &add_only::avx2::tables3, format};

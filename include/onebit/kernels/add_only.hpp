@@ -2,15 +2,22 @@
 // one rounding per product), and the signs choose whether a_i is added or subtracted: there is
 // no multiply in any inner loop, only adds, table lookups and masks.
 //
-// Error bound (tested): every technique below computes y_j as a float sum, in some order, of
-// the n terms ±a_i, then one multiply by h_j. With u = 2^-24 and S_j = |h_j|·Σ_i |x_i g_i|:
+// Error bound (tested): every technique below except one computes y_j as a float sum, in some
+// order, of the n terms ±a_i, then one multiply by h_j. With u = 2^-24 and
+// S_j = |h_j|·Σ_i |x_i g_i|:
 //
 //     |y_j − exact_j| ≤ (n + 2) · u · S_j
 //
 // (one rounding per product, n − 1 for any summation order, one for the multiply by h; the
-// γ-terms of the classical bound are absorbed by the slack of 1). Typical errors are √n
-// smaller. Infinite activations give the infinity the exact sum has, and NaN only where it
-// has inf − inf. Padding bits select columns whose a is 0, so they change nothing.
+// γ-terms of the classical bound are absorbed by the slack of 1). The exception, AVX-512 on
+// the plain layout, computes Σa − 2·Σ_{−1} a, two sums of which the second is doubled:
+//
+//     |y_j − exact_j| ≤ (3n + 4) · u · S_j
+//
+// Typical errors are √n smaller. Infinite activations give the infinity the exact sum has, and
+// NaN only where it has inf − inf (the two-sum form steps aside for a call where some Σ|a| is
+// not finite or not below 2^125). Padding bits select columns whose a is 0: they change
+// nothing.
 //
 // Techniques, chosen per instruction set by what its permutes can look up (measured, see the
 // README's benchmark table):
@@ -24,8 +31,8 @@
 //    compile time), XOR-ed into 8 activations and added; 4 rows share each load of a. Packed:
 //    8 interleaved rows, 3-sign groups whose 8-entry tables one `vpermps` looks up for all
 //    8 rows at once.
-//  * avx512 — plain layout: 16 signs are a mask register that negates 16 activations in one
-//    masked subtract, then one add; 4 rows share each load of a. Packed: 16
+//  * avx512 — plain layout: 16 signs are a mask register; one masked add sums the activations
+//    under −1 signs, y = Σa − 2·Σ_{−1} a; 4 rows share each load of a. Packed: 16
 //    interleaved rows, 5-sign groups whose 32-entry tables one `vpermt2ps` looks up for all
 //    16 rows (the prototype's fastest exact technique).
 //

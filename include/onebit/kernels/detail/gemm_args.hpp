@@ -17,6 +17,7 @@ struct gemm_args {
   std::size_t batch = 0;
   const float* a = nullptr;          // batch x lda: x ⊙ g, zero past cols
   std::size_t lda = 0;
+  const float* sums = nullptr;       // batch: Σ_i a_i, for bodies that compute Σa − 2·Σ_{−1} a
   const float* tables = nullptr;     // batch x ldt: tables of partial sums of a
   std::size_t ldt = 0;
   float* y = nullptr;                // batch x ldy
