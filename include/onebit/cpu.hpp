@@ -28,12 +28,13 @@ enum class isa {
   portable,  // plain C++ (xsimd at the build's own architecture)
   sse41,     // SSE4.1 + POPCNT
   avx2,      // AVX2 + FMA + F16C + BMI2
-  avx512,    // AVX-512 F/BW/DQ/VL (Skylake-X, Zen 4 and later)
+  avx512,    // AVX-512 F/BW/DQ/VL (Skylake-X and later)
+  avx512_icl,  // AVX-512 plus VPOPCNTDQ, VNNI, VBMI, BITALG (Ice Lake, Zen 4 and later)
   neon,      // aarch64 Advanced SIMD
 };
 
-inline constexpr isa all_isas[] = {isa::portable, isa::sse41, isa::avx2, isa::avx512,
-                                   isa::neon};
+inline constexpr isa all_isas[] = {isa::portable, isa::sse41,      isa::avx2,
+                                   isa::avx512,   isa::avx512_icl, isa::neon};
 
 inline const char* to_string(isa path) noexcept {
   switch (path) {
@@ -41,6 +42,7 @@ inline const char* to_string(isa path) noexcept {
     case isa::sse41: return "sse41";
     case isa::avx2: return "avx2";
     case isa::avx512: return "avx512";
+    case isa::avx512_icl: return "avx512_icl";
     case isa::neon: return "neon";
   }
   return "unknown";
@@ -144,6 +146,13 @@ inline std::string missing_features(isa path, const cpu_features& f) {
       need(f.avx512vl, "AVX512VL");
       need(f.avx2 && f.fma && f.f16c && f.bmi2 && f.popcnt, "AVX2/FMA/F16C/BMI2/POPCNT");
       break;
+    case isa::avx512_icl:
+      missing = missing_features(isa::avx512, f);
+      need(f.avx512_vpopcntdq, "AVX512_VPOPCNTDQ");
+      need(f.avx512_vnni, "AVX512_VNNI");
+      need(f.avx512_vbmi, "AVX512_VBMI");
+      need(f.avx512_bitalg, "AVX512_BITALG");
+      break;
     case isa::neon:
       need(ONEBIT_ARM64 != 0, "an aarch64 build");
       need(f.neon, "NEON");
@@ -172,8 +181,8 @@ inline bool supports(isa path) noexcept {
 
 // Every path this CPU runs, fastest first.
 inline std::vector<isa> supported_isas() {
-  static constexpr isa by_speed[] = {isa::avx512, isa::avx2, isa::sse41, isa::neon,
-                                     isa::portable};
+  static constexpr isa by_speed[] = {isa::avx512_icl, isa::avx512, isa::avx2,
+                                     isa::sse41,      isa::neon,   isa::portable};
   std::vector<isa> paths;
   for (isa path : by_speed)
     if (supports(path)) paths.push_back(path);
@@ -181,7 +190,7 @@ inline std::vector<isa> supported_isas() {
 }
 
 inline isa best_isa() noexcept {
-  for (isa path : {isa::avx512, isa::avx2, isa::sse41, isa::neon})
+  for (isa path : {isa::avx512_icl, isa::avx512, isa::avx2, isa::sse41, isa::neon})
     if (supports(path)) return path;
   return isa::portable;
 }

@@ -11,6 +11,7 @@
 // A prepared_gemm may be prepared again for the next call, reusing its memory.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -24,6 +25,8 @@
 #include "half.hpp"
 #include "kernel.hpp"
 #include "kernels/add_only.hpp"
+#include "kernels/lut.hpp"
+#include "kernels/quantize.hpp"
 #include "linear.hpp"
 #include "packed_linear.hpp"
 
@@ -73,6 +76,12 @@ struct packed_access {
       p.stride_ = copy.stride_bytes();
       p.signs_ = aligned_buffer(copy.bytes());
       std::memcpy(p.signs_.data(), copy.data(), copy.bytes());
+    } else if (p.format_ == packed_format::lut5_rows32) {
+      p.stride_ = kernels::lut::block_bytes(p.cols_);
+      const std::size_t blocks = (p.rows_ + kernels::lut::block_rows - 1) / kernels::lut::block_rows;
+      p.signs_ = aligned_buffer(blocks * p.stride_);
+      kernels::lut::pack_blocks(plain.w, plain.stride, p.rows_, p.cols_,
+                                reinterpret_cast<unsigned char*>(p.signs_.data()));
     } else {
       const auto g = kernels::add_only::geometry(p.format_);
       p.stride_ = kernels::add_only::block_bytes(p.format_, p.cols_);
@@ -179,22 +188,60 @@ class prepared_gemm {
   void prepare_checked(const detail::layer_bits& layer, kernel k, isa path, const T* x,
                        std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
     namespace add_only = kernels::add_only;
+    namespace quantize = kernels::quantize;
+    using detail::activation_form;
+    using detail::round_up;
     const detail::kernel_body body = detail::select_body(k, path, layer.format);
     const std::size_t n = layer.cols;
-    const std::size_t lda = add_only::padded_cols(body.format, n);
-    const std::size_t groups = body.tables ? add_only::table_groups(body.format, n) : 0;
-    const std::size_t ldt =
-        detail::round_up(groups << add_only::table_bits(body.format), 16);
-    const std::size_t g_floats = detail::round_up(n, 16);
-    const std::size_t sum_floats = body.signed_rows ? detail::round_up(batch, 16) : 0;
-    scratch_.reserve((g_floats + sum_floats + batch * (lda + ldt)) * sizeof(float));
+    const bool floats = body.form == activation_form::floats;
+    const bool int8 = body.form == activation_form::int8_planes ||
+                      body.form == activation_form::int8_tables;
 
-    auto* g = reinterpret_cast<float*>(scratch_.data());
-    float* sums = g + g_floats;
-    float* a = sums + sum_floats;
-    float* tables = a + batch * lda;
+    // Sizes, in bytes, of everything this call prepares; each piece starts on a cache line.
+    const std::size_t lda = floats ? add_only::padded_cols(body.format, n) : round_up(n, 16);
+    const std::size_t groups = body.tables ? add_only::table_groups(body.format, n) : 0;
+    const std::size_t ldt = round_up(groups << add_only::table_bits(body.format), 16);
+    const std::size_t plane_stride = sign_row_stride_bytes(n);
+    const std::size_t planes_per_row = body.form == activation_form::int8_planes ? 8
+                                       : body.form == activation_form::signs    ? 1
+                                                                                : 0;
+    const std::size_t int_groups =
+        body.form != activation_form::int8_tables ? 0
+        : body.table_bits == 8                    ? (n + 7) / 8
+                                                  : kernels::lut::chunks(n) * 3;
+    const std::size_t ldq = int8 ? round_up(std::max(n, int_groups * body.table_bits), 64) : 0;
+    const std::size_t ldit = round_up((int_groups << body.table_bits) * 2, 64);
+
+    std::size_t offset = 0;
+    auto claim = [&offset](std::size_t bytes) {
+      const std::size_t at = offset;
+      offset += round_up(bytes, detail::cache_line);
+      return at;
+    };
+    const std::size_t at_g = claim(n * 4), at_a = claim(batch * lda * 4),
+                      at_sums = claim(body.signed_rows ? batch * 4 : 0),
+                      at_tables = claim(batch * ldt * 4),
+                      at_scale = claim(floats ? 0 : batch * 4),
+                      at_qsum = claim(int8 ? batch * 4 : 0), at_q = claim(batch * ldq),
+                      at_planes = claim(batch * planes_per_row * plane_stride),
+                      at_valid = claim(body.form == activation_form::signs ? plane_stride : 0),
+                      at_itables = claim(batch * ldit);
+    scratch_.reserve(offset);
+    std::byte* base = scratch_.data();
+    auto* g = reinterpret_cast<float*>(base + at_g);
+    auto* a = reinterpret_cast<float*>(base + at_a);
+    auto* sums = reinterpret_cast<float*>(base + at_sums);
+    auto* tables = reinterpret_cast<float*>(base + at_tables);
+    auto* row_scale = reinterpret_cast<float*>(base + at_scale);
+    auto* q_sum = reinterpret_cast<std::int32_t*>(base + at_qsum);
+    auto* q = reinterpret_cast<std::int8_t*>(base + at_q);
+    auto* planes = reinterpret_cast<unsigned char*>(base + at_planes);
+    auto* valid = reinterpret_cast<unsigned char*>(base + at_valid);
+    auto* itables = reinterpret_cast<void*>(base + at_itables);
+
     kernels::detail::rows_fn rows = body.rows;
     to_float(layer.g, g, n);
+    if (body.form == activation_form::signs) quantize::valid_plane(n, valid, plane_stride);
     for (std::size_t b = 0; b < batch; ++b) {
       float* ab = a + b * lda;
       const T* xb = x + b * ldx;
@@ -215,10 +262,35 @@ class prepared_gemm {
         sums[b] = total;
         if (!(magnitude < 0x1p125f)) rows = body.signed_rows;  // NaN fails the test too
       }
+      if (int8) {
+        std::int8_t* qb = q + b * ldq;
+        const quantize::int8_row r = quantize::int8(ab, n, qb);
+        std::memset(qb + n, 0, ldq - n);  // padding bits and table groups meet q = 0
+        row_scale[b] = r.scale;
+        q_sum[b] = r.sum;
+        if (body.form == activation_form::int8_planes)
+          quantize::int8_planes(qb, n, planes + b * 8 * plane_stride, plane_stride);
+        else
+          body.int_tables(qb, int_groups, static_cast<std::byte*>(itables) + b * ldit);
+      }
+      if (body.form == activation_form::signs) {
+        row_scale[b] = quantize::binary_scale(ab, n);
+        quantize::sign_plane(ab, n, planes + b * plane_stride, plane_stride);
+      }
     }
 
     args_ = kernels::detail::gemm_args{layer.w, layer.stride, layer.rows, layer.cols, layer.h,
                                        batch, a, lda, sums, tables, ldt, y, ldy};
+    args_.planes = planes;
+    args_.plane_stride = plane_stride;
+    args_.ldp = planes_per_row * plane_stride;
+    args_.valid = valid;
+    args_.q = q;
+    args_.ldq = ldq;
+    args_.q_sum = q_sum;
+    args_.row_scale = row_scale;
+    args_.itables = itables;
+    args_.ldit = ldit;
     rows_fn_ = rows;
     kernel_ = k;
     path_ = path;

@@ -13,9 +13,14 @@ enum class kernel {
   automatic,  // the fastest exact path this CPU has (float activations)
   reference,  // scalar oracle: products in float, sums in double, exact to float rounding
   add_only,   // exact: signs choose add or subtract, no multiply in the inner loop
-};
+  popcount_binary,  // activations binarised per row (sign, mean |x ⊙ g|): XOR + popcount
+  popcount_int8,    // activations quantised to int8 per row: bit-serial AND + popcount
+  lut,              // the same int8 activations: table lookup of integer partial sums
+};                  // popcount_int8 and lut give bit-identical results
 
-inline constexpr kernel all_kernels[] = {kernel::automatic, kernel::reference, kernel::add_only};
+inline constexpr kernel all_kernels[] = {kernel::automatic,       kernel::reference,
+                                         kernel::add_only,        kernel::popcount_binary,
+                                         kernel::popcount_int8,   kernel::lut};
 
 // How a product runs: the kernel and, optionally, the instruction-set path forced for this
 // call (otherwise ONEBIT_ISA, otherwise the best this CPU has; see cpu.hpp).
@@ -29,6 +34,9 @@ inline const char* to_string(kernel k) noexcept {
     case kernel::automatic: return "automatic";
     case kernel::reference: return "reference";
     case kernel::add_only: return "add_only";
+    case kernel::popcount_binary: return "popcount_binary";
+    case kernel::popcount_int8: return "popcount_int8";
+    case kernel::lut: return "lut";
   }
   return "unknown";
 }

@@ -11,7 +11,7 @@
 #include "detail/aligned_buffer.hpp"
 #include "half.hpp"
 #include "kernel.hpp"
-#include "kernels/add_only.hpp"
+#include "kernels/layout.hpp"
 
 namespace onebit {
 
@@ -21,7 +21,7 @@ struct packed_access;  // pack() in gemm.hpp: the one writer of a packed_linear
 
 class packed_linear {
  public:
-  using format_type = kernels::add_only::packed_format;
+  using format_type = kernels::packed_format;
 
   packed_linear() = default;
 

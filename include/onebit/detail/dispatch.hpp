@@ -1,6 +1,9 @@
 // The dispatcher: the one place that knows which body runs a kernel on each instruction-set
-// path. Everything else asks it with a (kernel, path, layout) triple.
+// path and layout. Everything else asks it with a (kernel, path, layout) triple.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
 
 #include "../cpu.hpp"
 #include "../kernel.hpp"
@@ -8,55 +11,140 @@
 #include "../kernels/detail/add_only_avx2.hpp"
 #include "../kernels/detail/add_only_avx512.hpp"
 #include "../kernels/detail/gemm_args.hpp"
+#include "../kernels/detail/lut_avx512.hpp"
+#include "../kernels/detail/popcount_neon.hpp"
+#include "../kernels/detail/popcount_x86.hpp"
+#include "../kernels/layout.hpp"
+#include "../kernels/lut.hpp"
+#include "../kernels/popcount.hpp"
 #include "../kernels/reference.hpp"
 
 namespace onebit::detail {
 
-using kernels::add_only::packed_format;
+using kernels::packed_format;
+
+// What the prepare step computes for a body.
+enum class activation_form {
+  floats,       // a = x ⊙ g (and float tables)
+  int8_planes,  // int8 q, its 8 bit-planes
+  int8_tables,  // int8 q, integer tables of partial sums
+  signs,        // one plane of sign bits, β
+};
+
+using int_tables_fn = void (*)(const std::int8_t* q, std::size_t groups, void* tables) noexcept;
 
 struct kernel_body {
   kernels::detail::rows_fn rows = nullptr;
-  kernels::detail::tables_fn tables = nullptr;  // null: the body reads a directly
+  kernels::detail::tables_fn tables = nullptr;  // float tables; null: none
   packed_format format = packed_format::standard;  // the layout of W it reads
   // Bodies that compute Σa − 2·Σ_{−1} a need Σa per batch row, and run `signed_rows` (a sum of
   // ±a) instead when some Σ|a| is not below 2^125: there Σa − 2·Σ_{−1} a could overflow or
   // give inf − inf where the exact sum is finite or ±inf.
   kernels::detail::rows_fn signed_rows = nullptr;
+  activation_form form = activation_form::floats;
+  int_tables_fn int_tables = nullptr;  // integer tables; null: none
+  unsigned table_bits = 0;             // signs per integer table lookup
 };
 
 // `automatic` is the fastest exact kernel.
 constexpr kernel concrete(kernel k) noexcept { return k == kernel::automatic ? kernel::add_only : k; }
 
+constexpr bool is_avx512(isa path) noexcept {
+  return path == isa::avx512 || path == isa::avx512_icl;
+}
+
 // The layout pack() writes for a kernel on a path.
 inline packed_format packed_format_for(kernel k, isa path) noexcept {
-  if (concrete(k) != kernel::add_only) return packed_format::standard;
-  switch (path) {
-    case isa::avx512: return packed_format::index5_rows16;
-    case isa::avx2: return packed_format::index3_rows8;
-    default: return packed_format::standard;
+  switch (concrete(k)) {
+    case kernel::add_only:
+      if (is_avx512(path)) return packed_format::index5_rows16;
+      if (path == isa::avx2) return packed_format::index3_rows8;
+      return packed_format::standard;
+    case kernel::lut:
+      return is_avx512(path) ? packed_format::lut5_rows32 : packed_format::standard;
+    default:
+      return packed_format::standard;  // popcount reads the standard layout best
   }
 }
 
-// The body of a concrete kernel on a path that this build and CPU run, reading `format`
-// (standard, or the one packed_format_for gave for that kernel and path).
-inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
+inline kernel_body add_only_body(isa path, packed_format format) noexcept {
   namespace add_only = kernels::add_only;
-  if (concrete(k) == kernel::reference) return {&kernels::reference::rows, nullptr, format};
+#if ONEBIT_X86
+  if (is_avx512(path)) {
+    if (format == packed_format::index5_rows16)
+      return {&add_only::avx512::packed_rows, &add_only::avx512::tables5, format};
+    return {&add_only::avx512::plain_rows, nullptr, format, &add_only::avx512::plain_rows_signed};
+  }
+  if (path == isa::avx2) {
+    if (format == packed_format::index3_rows8)
+      return {&add_only::avx2::packed_rows, &add_only::avx2::tables3, format};
+    return {&add_only::avx2::plain_rows, nullptr, format};
+  }
+#endif
+  // sse41, neon and portable run the 8-sign tables (add_only.hpp says why).
+  (void)path;
+  return {&add_only::portable::byte_table_rows, &add_only::portable::byte_tables, format};
+}
+
+inline kernel_body popcount_body(bool binary, isa path, packed_format format) noexcept {
+  namespace pc = kernels::popcount;
+  kernel_body body;
+  body.format = format;
+  body.form = binary ? activation_form::signs : activation_form::int8_planes;
   switch (path) {
 #if ONEBIT_X86
+    case isa::avx512_icl:
+      body.rows = binary ? &pc::avx512_icl::binary_rows : &pc::avx512_icl::int8_rows;
+      return body;
     case isa::avx512:
-      if (format == packed_format::index5_rows16)
-        return {&add_only::avx512::packed_rows, &add_only::avx512::tables5, format};
-      return {&add_only::avx512::plain_rows, nullptr, format,
-              &add_only::avx512::plain_rows_signed};
+      body.rows = binary ? &pc::avx512::binary_rows : &pc::avx512::int8_rows;
+      return body;
     case isa::avx2:
-      if (format == packed_format::index3_rows8)
-        return {&add_only::avx2::packed_rows, &add_only::avx2::tables3, format};
-      return {&add_only::avx2::plain_rows, nullptr, format};
+      body.rows = binary ? &pc::avx2::binary_rows : &pc::avx2::int8_rows;
+      return body;
+    case isa::sse41:
+      body.rows = binary ? &pc::sse41::binary_rows : &pc::sse41::int8_rows;
+      return body;
 #endif
-    // sse41, neon and portable run the 8-sign tables (add_only.hpp says why).
+#if ONEBIT_ARM64
+    case isa::neon:
+      body.rows = binary ? &pc::neon::binary_rows : &pc::neon::int8_rows;
+      return body;
+#endif
     default:
-      return {&add_only::portable::byte_table_rows, &add_only::portable::byte_tables, format};
+      body.rows = binary ? &pc::portable::binary_rows : &pc::portable::int8_rows;
+      return body;
+  }
+}
+
+inline kernel_body lut_body(isa path, packed_format format) noexcept {
+  kernel_body body;
+  body.format = format;
+  body.form = activation_form::int8_tables;
+#if ONEBIT_X86
+  if (is_avx512(path) && format == packed_format::lut5_rows32) {
+    body.rows = &kernels::lut::avx512::packed_rows;
+    body.int_tables = &kernels::lut::avx512::tables5;
+    body.table_bits = 5;
+    return body;
+  }
+#endif
+  (void)path;
+  body.rows = &kernels::lut::portable::byte_table_rows;
+  body.int_tables = &kernels::lut::portable::byte_tables;
+  body.table_bits = 8;
+  return body;
+}
+
+// The body of a kernel on a path that this build and CPU run, reading `format` (standard, or
+// the one packed_format_for gave for that kernel and path).
+inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
+  switch (concrete(k)) {
+    case kernel::reference: return {&kernels::reference::rows, nullptr, format};
+    case kernel::popcount_binary: return popcount_body(true, path, format);
+    case kernel::popcount_int8: return popcount_body(false, path, format);
+    case kernel::lut: return lut_body(path, format);
+    default: return add_only_body(path, format);
   }
 }
 

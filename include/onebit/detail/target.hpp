@@ -45,3 +45,5 @@
 #define ONEBIT_FEATURES_SSE41 "sse4.1,popcnt"
 #define ONEBIT_FEATURES_AVX2 "avx2,fma,f16c,bmi2,popcnt"
 #define ONEBIT_FEATURES_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,bmi2,popcnt"
+#define ONEBIT_FEATURES_AVX512_ICL \
+  ONEBIT_FEATURES_AVX512 ",avx512vpopcntdq,avx512vnni,avx512vbmi,avx512bitalg"

@@ -50,15 +50,11 @@
 #include "../detail/target.hpp"
 #include "../half.hpp"
 #include "detail/gemm_args.hpp"
+#include "layout.hpp"
 
 namespace onebit::kernels::add_only {
 
-// How a packed add_only layer lays out its signs.
-enum class packed_format {
-  standard,       // the plain layout: 8-sign tables read it as is
-  index3_rows8,   // avx2: 8-row blocks, 3-sign groups
-  index5_rows16,  // avx512: 16-row blocks, 5-sign groups
-};
+using kernels::packed_format;
 
 inline constexpr std::size_t chunk_cols = 30;  // columns per 32-bit index word
 

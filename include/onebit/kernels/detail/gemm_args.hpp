@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "../../half.hpp"
 
@@ -22,6 +23,18 @@ struct gemm_args {
   std::size_t ldt = 0;
   float* y = nullptr;                // batch x ldy
   std::size_t ldy = 0;
+
+  // Quantised activations (kernels/quantize.hpp), for the integer kernels.
+  const unsigned char* planes = nullptr;  // per batch row: bit-planes in the row layout of W
+  std::size_t plane_stride = 0;           // bytes per plane (= W's row stride)
+  std::size_t ldp = 0;                    // bytes per batch row of planes
+  const unsigned char* valid = nullptr;   // one plane: bit i set for i < cols
+  const std::int8_t* q = nullptr;         // batch x ldq: int8 activations, 0 past cols
+  std::size_t ldq = 0;
+  const std::int32_t* q_sum = nullptr;    // batch: Σ_i q_i
+  const float* row_scale = nullptr;       // batch: m / 127 (int8) or β (binary)
+  const void* itables = nullptr;          // batch x ldit bytes: integer tables of partial sums
+  std::size_t ldit = 0;
 };
 
 // Rows [row_begin, row_end) of y for every batch row. Never throws, never allocates.

@@ -1,0 +1,239 @@
+// popcount_int8, lut and popcount_binary on every path this CPU runs, plain and packed, against
+// a scalar integer oracle written here from ALGORITHMS.md §4: bit-identical, and within §4's
+// error bound of exact math.
+#include <onebit/gemm.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+namespace {
+
+using onebit::isa;
+using onebit::kernel;
+
+constexpr kernel int8_kernels[] = {kernel::popcount_int8, kernel::lut};
+
+float to_f(float v) { return v; }
+float to_f(onebit::half v) { return onebit::to_float(v); }
+
+// §4, written out independently of the library's prepare step.
+template <class Word, class T>
+std::vector<float> oracle(const onebit::linear<Word>& layer, const T* x, std::size_t batch,
+                          std::size_t ldx, bool binary) {
+  const std::size_t in = layer.in_features(), out = layer.out_features();
+  std::vector<float> y(batch * out);
+  for (std::size_t b = 0; b < batch; ++b) {
+    std::vector<float> a(in);
+    for (std::size_t i = 0; i < in; ++i) a[i] = to_f(x[b * ldx + i]) * onebit::to_float(layer.g[i]);
+    std::vector<int> q(in);
+    float scale = 0;
+    if (binary) {
+      float total = 0;
+      for (float v : a) total += std::fabs(v);
+      scale = total / static_cast<float>(in);
+      for (std::size_t i = 0; i < in; ++i) q[i] = a[i] < 0 ? -1 : 1;
+    } else {
+      float m = 0;
+      for (float v : a) m = std::max(m, std::fabs(v));
+      if (m > 0) {
+        const float inverse = 127.0f / m;
+        for (std::size_t i = 0; i < in; ++i)
+          q[i] = static_cast<int>(std::clamp(std::nearbyint(a[i] * inverse), -127.0f, 127.0f));
+        scale = m / 127.0f;
+      }
+    }
+    for (std::size_t j = 0; j < out; ++j) {
+      std::int64_t dot = 0;
+      for (std::size_t i = 0; i < in; ++i) dot += q[i] * layer.W(j, i);
+      y[b * out + j] = (static_cast<float>(dot) * scale) * onebit::to_float(layer.h[j]);
+    }
+  }
+  return y;
+}
+
+std::vector<isa> paths() { return onebit::supported_isas(); }
+
+template <class T>
+std::vector<T> values(std::size_t count) {
+  const std::vector<float> v = onebit_test::gaussian(count);
+  std::vector<T> out(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    if constexpr (std::is_same_v<T, float>)
+      out[i] = v[i];
+    else
+      out[i] = onebit::to_half(v[i]);
+  }
+  return out;
+}
+
+// Every integer kernel, path and layout on one case: y (strided, unaligned) equals the oracle
+// bit for bit; the gaps between y rows stay untouched.
+template <class Word, class T>
+void check_case(std::size_t out, std::size_t in, std::size_t batch) {
+  auto layer = onebit_test::random_layer<Word>(out, in);
+  onebit_test::fill_padding_with_garbage(layer.W);
+  const std::size_t ldx = in + 3, ldy = out + 5;
+  onebit_test::offset_buffer<T> x(batch * ldx, 1);
+  const std::vector<T> v = values<T>(batch * ldx);
+  std::copy(v.begin(), v.end(), x.data());
+  const std::vector<float> want_int8 = oracle(layer, x.data(), batch, ldx, false);
+  const std::vector<float> want_binary = oracle(layer, x.data(), batch, ldx, true);
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary}) {
+    const std::vector<float>& want = k == kernel::popcount_binary ? want_binary : want_int8;
+    for (isa path : paths()) {
+      const onebit::gemm_options options{k, path};
+      const onebit::packed_linear packed = onebit::pack(layer, options);
+      for (bool use_packed : {false, true}) {
+        onebit_test::offset_buffer<float> y(batch * ldy, 3, -55.0f);
+        if (use_packed)
+          onebit::gemm(packed, x.data(), batch, ldx, y.data(), ldy);
+        else
+          onebit::gemm(layer, x.data(), batch, ldx, y.data(), ldy, options);
+        std::size_t differ = 0, gaps = 0;
+        for (std::size_t b = 0; b < batch; ++b) {
+          for (std::size_t j = 0; j < out; ++j)
+            differ += !(y.data()[b * ldy + j] == want[b * out + j]);
+          for (std::size_t j = out; j < ldy && b + 1 < batch; ++j) gaps += y.data()[b * ldy + j] != -55.0f;
+        }
+        CHECK_MESSAGE(differ == 0, std::string(onebit::to_string(k)), " ",
+                      std::string(onebit::to_string(path)), use_packed ? " packed " : " plain ",
+                      out, "x", in, " batch ", batch, " word bits ", 8 * sizeof(Word), ": ",
+                      differ, " outputs differ from the integer oracle");
+        CHECK(gaps == 0);
+      }
+    }
+  }
+}
+
+constexpr std::size_t odd_sizes[] = {1, 7, 63, 64, 65, 127};
+
+}  // namespace
+
+TEST_CASE("the paths this CPU runs and the ones it skips") {
+  for (isa path : onebit::all_isas) {
+    const std::string missing = onebit::detail::missing_features(path, onebit::cpu());
+    if (!missing.empty())
+      MESSAGE("skipped path ", std::string(onebit::to_string(path)), ": this CPU or build lacks ",
+              missing);
+  }
+  CHECK(!paths().empty());
+}
+
+TEST_CASE_TEMPLATE("integer kernels equal the §4 oracle bit for bit, odd shapes", Word,
+                   std::uint8_t, std::uint16_t, std::uint32_t, std::uint64_t) {
+  for (std::size_t out : odd_sizes)
+    for (std::size_t in : odd_sizes) check_case<Word, float>(out, in, 2);
+}
+
+TEST_CASE("integer kernels, batch 1 to 70, float and half") {
+  for (std::size_t batch = 1; batch <= 70; batch += 3) check_case<std::uint64_t, float>(65, 127, batch);
+  for (std::size_t batch : {1u, 4u, 33u}) check_case<std::uint64_t, onebit::half>(97, 200, batch);
+}
+
+TEST_CASE("integer kernels, wide and tall shapes") {
+  for (std::size_t out : {1u, 7u, 64u, 65u}) check_case<std::uint64_t, onebit::half>(out, 4095, 2);
+  check_case<std::uint32_t, float>(4095, 7, 3);
+  check_case<std::uint64_t, float>(129, 4097, 1);
+}
+
+TEST_CASE("popcount_int8 and lut are bit-identical to each other on every path") {
+  const auto layer = onebit_test::random_layer(300, 1000);
+  const std::vector<float> x = onebit_test::gaussian(5 * 1000);
+  std::vector<float> first(5 * 300);
+  onebit::gemm(layer, x.data(), 5, 1000, first.data(), 300,
+               onebit::gemm_options{kernel::popcount_int8, isa::portable});
+  for (kernel k : int8_kernels)
+    for (isa path : paths()) {
+      std::vector<float> y(5 * 300);
+      onebit::gemm(onebit::pack(layer, onebit::gemm_options{k, path}), x.data(), 5, 1000,
+                   y.data(), 300);
+      CHECK_MESSAGE(y == first, std::string(onebit::to_string(k)), " ",
+                    std::string(onebit::to_string(path)));
+    }
+}
+
+TEST_CASE("int8 stays within |h|·(m/254)·n of exact math; typical error reported") {
+  const std::size_t out = 256, in = 2048, batch = 4;
+  const auto layer = onebit_test::random_layer(out, in);
+  const std::vector<float> x = onebit_test::gaussian(batch * in);
+  std::vector<float> y(batch * out);
+  onebit::gemm(layer, x.data(), batch, in, y.data(), out, kernel::lut);
+  const auto exact = onebit_test::exact_gemm(layer, x.data(), batch, in);
+  double err2 = 0, norm2 = 0;
+  std::size_t outside = 0;
+  for (std::size_t b = 0; b < batch; ++b) {
+    double m = 0;
+    for (std::size_t i = 0; i < in; ++i)
+      m = std::max(m, std::fabs(static_cast<double>(x[b * in + i] * onebit::to_float(layer.g[i]))));
+    for (std::size_t j = 0; j < out; ++j) {
+      const double e = std::fabs(y[b * out + j] - exact.y[b * out + j]);
+      // §4's bound, plus the float rounding of the final two multiplies.
+      const double bound = std::fabs(onebit::to_float(layer.h[j])) * (m / 254) * in * (1 + 1e-6) +
+                           1e-6 * std::fabs(exact.y[b * out + j]);
+      outside += !(e <= bound);
+      err2 += e * e;
+      norm2 += exact.y[b * out + j] * exact.y[b * out + j];
+    }
+  }
+  CHECK(outside == 0);
+  const double relative = std::sqrt(err2 / norm2);
+  MESSAGE("int8 on Gaussian activations: relative RMS error against exact math ", relative);
+  CHECK(relative < 0.05);  // 0.032 when written: a regression bound, not a goal
+}
+
+TEST_CASE("binary: relative error reported; zero and non-finite rows") {
+  const auto layer = onebit_test::random_layer(64, 512);
+  std::vector<float> x = onebit_test::gaussian(3 * 512), y(3 * 64);
+  onebit::gemm(layer, x.data(), 1, 512, y.data(), 64, kernel::popcount_binary);
+  const auto exact = onebit_test::exact_gemm(layer, x.data(), 1, 512);
+  double err2 = 0, norm2 = 0;
+  for (std::size_t j = 0; j < 64; ++j) {
+    err2 += (y[j] - exact.y[j]) * (y[j] - exact.y[j]);
+    norm2 += exact.y[j] * exact.y[j];
+  }
+  MESSAGE("binary on Gaussian activations: relative RMS error against exact math ",
+          std::sqrt(err2 / norm2));
+  std::fill(x.begin(), x.begin() + 512, 0.0f);                     // row 0: all zero
+  x[512 + 7] = std::numeric_limits<float>::quiet_NaN();            // row 1: NaN
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary})
+    for (isa path : paths()) {
+      onebit::gemm(layer, x.data(), 3, 512, y.data(), 64, onebit::gemm_options{k, path});
+      bool zero = true, nan = true, finite = true;
+      for (std::size_t j = 0; j < 64; ++j) {
+        zero = zero && y[j] == 0.0f;
+        nan = nan && std::isnan(y[64 + j]);
+        finite = finite && std::isfinite(y[128 + j]);
+      }
+      CHECK_MESSAGE(zero, std::string(onebit::to_string(k)), " ", std::string(onebit::to_string(path)));
+      CHECK_MESSAGE(nan, std::string(onebit::to_string(k)), " ", std::string(onebit::to_string(path)));
+      CHECK_MESSAGE(finite, std::string(onebit::to_string(k)), " ", std::string(onebit::to_string(path)));
+    }
+}
+
+TEST_CASE("integer kernels: row ranges over random splits equal the whole call") {
+  std::mt19937_64& rng = onebit_test::rng();
+  const auto layer = onebit_test::random_layer(301, 200);
+  const std::vector<float> x = onebit_test::gaussian(3 * 200);
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary})
+    for (isa path : paths()) {
+      const auto packed = onebit::pack(layer, onebit::gemm_options{k, path});
+      std::vector<float> whole(3 * 301), parts(3 * 301, -1.0f);
+      onebit::gemm(packed, x.data(), 3, 200, whole.data(), 301);
+      auto p = onebit::prepare(packed, x.data(), 3, 200, parts.data(), 301);
+      std::vector<std::size_t> cuts{0, 301};
+      std::uniform_int_distribution<std::size_t> cut(0, 301);
+      for (int i = 0; i < 6; ++i) cuts.push_back(cut(rng));
+      std::sort(cuts.begin(), cuts.end());
+      for (std::size_t i = cuts.size() - 1; i-- > 0;) p.run_rows(cuts[i], cuts[i + 1]);
+      CHECK_MESSAGE(whole == parts, std::string(onebit::to_string(k)), " ",
+                    std::string(onebit::to_string(path)));
+    }
+}
