@@ -10,7 +10,8 @@
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/fp16              F16C+FMA, hand-written (fp16_gemm.hpp)
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_sse2   Eigen, default flags: SSE2 only
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_avx2   Eigen, -mavx2 -mfma for that file
-//   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_<kernel>   onebit::gemm(layer, ..., kernel)
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_<kernel>[_packed]
+//                                           onebit::gemm on the plain layer, or on pack(layer, k)
 //   streamed/4096x4096/batch:1/threads:<t>/<kernel>         weights rotated through > 2x LLC
 //
 // Counters: `weights/s` (out·in·batch per second), `weight_bytes` (bytes of weights one call
@@ -69,6 +70,7 @@ struct layer_set {
   bench::aligned_buffer<float> w32;  // out x in, Eigen's W; the FP16 and 1-bit ones derive
   bench::fp16_matrix w16;
   onebit::linear<> w1;
+  std::map<onebit::kernel, onebit::packed_linear> packed;  // w1 packed per kernel, on demand
   bench::aligned_buffer<float> x;  // max_batch x in
   bench::aligned_buffer<float> y;  // max_batch x out
 };
@@ -242,12 +244,39 @@ void eigen_fp32_avx2(benchmark::State& state, group g) {
   });
 }
 
-// onebit on one thread (the library's own thread pool gets its rows when it lands).
-void onebit_gemm(benchmark::State& state, group g, onebit::kernel k) {
+// onebit: the plain layer (the standard layout, as a file or an engine hands it over) or the
+// layer packed once for the kernel; one thread calls gemm, two split rows over the library's
+// own thread_pool. Preparing the activations (x ⊙ g, quantisation, tables) is inside the
+// timed call, as it is in every real one.
+const onebit::packed_linear& packed_for(layer_set& L, onebit::kernel k) {
+  auto it = L.packed.find(k);
+  if (it == L.packed.end()) it = L.packed.emplace(k, onebit::pack(L.w1, k)).first;
+  return it->second;
+}
+
+std::size_t packed_weight_bytes(const onebit::packed_linear& p) {
+  return p.bytes() + 2 * (p.in_features() + p.out_features());
+}
+
+void onebit_gemm(benchmark::State& state, group g, onebit::kernel k, bool packed) {
   layer_set& L = layers(g.s);
-  state.SetLabel(onebit::to_string(onebit::resolve_isa()));
-  measure(state, g, onebit_weight_bytes(L.w1), false, [&] {
-    onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, k);
+  const onebit::packed_linear* P = packed ? &packed_for(L, k) : nullptr;
+  state.SetLabel(onebit::to_string(P ? P->path() : onebit::resolve_isa()));
+  onebit::thread_pool pool(g.threads);
+  const std::size_t bytes = P ? packed_weight_bytes(*P) : onebit_weight_bytes(L.w1);
+  measure(state, g, bytes, false, [&] {
+    if (g.threads == 1) {
+      if (P)
+        onebit::gemm(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+      else
+        onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, k);
+    } else {
+      if (P)
+        onebit::gemm(pool, *P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+      else
+        onebit::gemm(pool, L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out,
+                     onebit::gemm_options{k, std::nullopt});
+    }
   });
 }
 
@@ -317,6 +346,22 @@ void onebit_streamed(benchmark::State& state, group g, onebit::kernel k) {
   set_rotation_counters(state, copies.size(), onebit_weight_bytes(L.w1));
 }
 
+void onebit_streamed_packed(benchmark::State& state, group g, onebit::kernel k) {
+  layer_set& L = layers(g.s);
+  const onebit::packed_linear& P = packed_for(L, k);
+  const std::vector<onebit::packed_linear>& copies = rotation(
+      "onebit_packed/" + std::string(onebit::to_string(k)) + "/" + g.s.name(), P,
+      packed_weight_bytes(P));
+  state.SetLabel(onebit::to_string(P.path()));
+  std::size_t next = 0;
+  measure(state, g, packed_weight_bytes(P), false, [&] {
+    const onebit::packed_linear& layer = copies[next];
+    next = next + 1 == copies.size() ? 0 : next + 1;
+    onebit::gemm(layer, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+  });
+  set_rotation_counters(state, copies.size(), packed_weight_bytes(P));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registration: the table, group by group.
 
@@ -331,6 +376,21 @@ void add(const std::string& name, const group& g, std::function<void(benchmark::
   b->Unit(benchmark::kMillisecond)->MinTime(min_time);
   if (g.threads > 1) b->UseRealTime();
 }
+
+// The onebit rows of every group: the exact kernel on the plain layout and packed, then the
+// quantised-activation kernels (int8 and binary; see include/onebit/kernels/).
+struct onebit_row {
+  const char* name;
+  onebit::kernel k;
+  bool packed;
+};
+const onebit_row onebit_rows[] = {
+    {"onebit_add_only", onebit::kernel::add_only, false},
+    {"onebit_add_only_packed", onebit::kernel::add_only, true},
+    {"onebit_popcount_int8", onebit::kernel::popcount_int8, false},
+    {"onebit_lut_packed", onebit::kernel::lut, true},
+    {"onebit_popcount_binary", onebit::kernel::popcount_binary, false},
+};
 
 // The scalar reference is the oracle, not a contender: one row where it finishes quickly.
 bool reference_row(const group& g) {
@@ -347,23 +407,26 @@ void register_rows() {
             [g](benchmark::State& st) { eigen_fp32_sse2(st, g); });
         add(row_name("gemm", g, "eigen_fp32_avx2"), g,
             [g](benchmark::State& st) { eigen_fp32_avx2(st, g); });
-        if (threads != 1) continue;  // onebit's parallel gemm: rows to come with its pool
         if (reference_row(g))
           add(row_name("gemm", g, "onebit_reference"), g, [g](benchmark::State& st) {
-            onebit_gemm(st, g, onebit::kernel::reference);
+            onebit_gemm(st, g, onebit::kernel::reference, false);
           });
-        add(row_name("gemm", g, "onebit_automatic"), g, [g](benchmark::State& st) {
-          onebit_gemm(st, g, onebit::kernel::automatic);
-        });
+        for (const onebit_row& r : onebit_rows)
+          add(row_name("gemm", g, r.name), g,
+              [g, r](benchmark::State& st) { onebit_gemm(st, g, r.k, r.packed); });
       }
 
   for (unsigned threads : thread_counts) {
     const group g{shapes[0], 1, threads, true};
     add(row_name("streamed", g, "fp16"), g, [g](benchmark::State& st) { fp16_streamed(st, g); });
     if (threads != 1) continue;
-    add(row_name("streamed", g, "onebit_automatic"), g, [g](benchmark::State& st) {
-      onebit_streamed(st, g, onebit::kernel::automatic);
+    add(row_name("streamed", g, "onebit_add_only"), g, [g](benchmark::State& st) {
+      onebit_streamed(st, g, onebit::kernel::add_only);
     });
+    for (const onebit_row& r : onebit_rows)
+      if (r.packed)
+        add(row_name("streamed", g, r.name), g,
+            [g, r](benchmark::State& st) { onebit_streamed_packed(st, g, r.k); });
   }
 }
 
