@@ -389,6 +389,7 @@ const onebit_row onebit_rows[] = {
     {"onebit_add_only_packed", onebit::kernel::add_only, true},
     {"onebit_popcount_int8", onebit::kernel::popcount_int8, false},
     {"onebit_lut_packed", onebit::kernel::lut, true},
+    {"onebit_vnni_int8", onebit::kernel::vnni_int8, false},
     {"onebit_popcount_binary", onebit::kernel::popcount_binary, false},
 };
 

@@ -19,7 +19,7 @@ namespace {
 using onebit::isa;
 using onebit::kernel;
 
-constexpr kernel int8_kernels[] = {kernel::popcount_int8, kernel::lut};
+constexpr kernel int8_kernels[] = {kernel::popcount_int8, kernel::lut, kernel::vnni_int8};
 
 float to_f(float v) { return v; }
 float to_f(onebit::half v) { return onebit::to_float(v); }
@@ -86,7 +86,7 @@ void check_case(std::size_t out, std::size_t in, std::size_t batch) {
   std::copy(v.begin(), v.end(), x.data());
   const std::vector<float> want_int8 = oracle(layer, x.data(), batch, ldx, false);
   const std::vector<float> want_binary = oracle(layer, x.data(), batch, ldx, true);
-  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary}) {
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::vnni_int8, kernel::popcount_binary}) {
     const std::vector<float>& want = k == kernel::popcount_binary ? want_binary : want_int8;
     for (isa path : paths()) {
       const onebit::gemm_options options{k, path};
@@ -144,7 +144,7 @@ TEST_CASE("integer kernels, wide and tall shapes") {
   check_case<std::uint64_t, float>(129, 4097, 1);
 }
 
-TEST_CASE("popcount_int8 and lut are bit-identical to each other on every path") {
+TEST_CASE("popcount_int8, lut and vnni_int8 are bit-identical to each other on every path") {
   const auto layer = onebit_test::random_layer(300, 1000);
   const std::vector<float> x = onebit_test::gaussian(5 * 1000);
   std::vector<float> first(5 * 300);
@@ -203,7 +203,7 @@ TEST_CASE("binary: relative error reported; zero and non-finite rows") {
           std::sqrt(err2 / norm2));
   std::fill(x.begin(), x.begin() + 512, 0.0f);                     // row 0: all zero
   x[512 + 7] = std::numeric_limits<float>::quiet_NaN();            // row 1: NaN
-  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary})
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::vnni_int8, kernel::popcount_binary})
     for (isa path : paths()) {
       onebit::gemm(layer, x.data(), 3, 512, y.data(), 64, onebit::gemm_options{k, path});
       bool zero = true, nan = true, finite = true;
@@ -222,7 +222,7 @@ TEST_CASE("integer kernels: row ranges over random splits equal the whole call")
   std::mt19937_64& rng = onebit_test::rng();
   const auto layer = onebit_test::random_layer(301, 200);
   const std::vector<float> x = onebit_test::gaussian(3 * 200);
-  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary})
+  for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::vnni_int8, kernel::popcount_binary})
     for (isa path : paths()) {
       const auto packed = onebit::pack(layer, onebit::gemm_options{k, path});
       std::vector<float> whole(3 * 301), parts(3 * 301, -1.0f);

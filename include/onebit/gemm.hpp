@@ -195,7 +195,8 @@ class prepared_gemm {
     const std::size_t n = layer.cols;
     const bool floats = body.form == activation_form::floats;
     const bool int8 = body.form == activation_form::int8_planes ||
-                      body.form == activation_form::int8_tables;
+                      body.form == activation_form::int8_tables ||
+                      body.form == activation_form::int8_bytes;
 
     // Sizes, in bytes, of everything this call prepares; each piece starts on a cache line.
     const std::size_t lda = floats ? add_only::padded_cols(body.format, n) : round_up(n, 16);
@@ -270,7 +271,7 @@ class prepared_gemm {
         q_sum[b] = r.sum;
         if (body.form == activation_form::int8_planes)
           quantize::int8_planes(qb, n, planes + b * 8 * plane_stride, plane_stride);
-        else
+        else if (body.form == activation_form::int8_tables)
           body.int_tables(qb, int_groups, static_cast<std::byte*>(itables) + b * ldit);
       }
       if (body.form == activation_form::signs) {

@@ -16,11 +16,13 @@ enum class kernel {
   popcount_binary,  // activations binarised per row (sign, mean |x ⊙ g|): XOR + popcount
   popcount_int8,    // activations quantised to int8 per row: bit-serial AND + popcount
   lut,              // the same int8 activations: table lookup of integer partial sums
-};                  // popcount_int8 and lut give bit-identical results
+  vnni_int8,        // the same int8 activations: bits expanded to bytes, VNNI vpdpbusd
+};                  // popcount_int8, lut and vnni_int8 give bit-identical results
 
-inline constexpr kernel all_kernels[] = {kernel::automatic,       kernel::reference,
-                                         kernel::add_only,        kernel::popcount_binary,
-                                         kernel::popcount_int8,   kernel::lut};
+inline constexpr kernel all_kernels[] = {kernel::automatic,     kernel::reference,
+                                         kernel::add_only,      kernel::popcount_binary,
+                                         kernel::popcount_int8, kernel::lut,
+                                         kernel::vnni_int8};
 
 // How a product runs: the kernel and, optionally, the instruction-set path forced for this
 // call (otherwise ONEBIT_ISA, otherwise the best this CPU has; see cpu.hpp).
@@ -37,6 +39,7 @@ inline const char* to_string(kernel k) noexcept {
     case kernel::popcount_binary: return "popcount_binary";
     case kernel::popcount_int8: return "popcount_int8";
     case kernel::lut: return "lut";
+    case kernel::vnni_int8: return "vnni_int8";
   }
   return "unknown";
 }

@@ -28,6 +28,7 @@ enum class activation_form {
   floats,       // a = x ⊙ g (and float tables)
   int8_planes,  // int8 q, its 8 bit-planes
   int8_tables,  // int8 q, integer tables of partial sums
+  int8_bytes,   // int8 q only
   signs,        // one plane of sign bits, β
 };
 
@@ -138,11 +139,27 @@ inline kernel_body lut_body(isa path, packed_format format) noexcept {
 
 // The body of a kernel on a path that this build and CPU run, reading `format` (standard, or
 // the one packed_format_for gave for that kernel and path).
+// vnni_int8 multiplies bits expanded to bytes with vpdpbusd where the path has VNNI, and runs
+// popcount_int8's body elsewhere: the same integer sums either way.
+inline kernel_body vnni_body(isa path, packed_format format) noexcept {
+#if ONEBIT_X86
+  if (path == isa::avx512_icl) {
+    kernel_body body;
+    body.format = format;
+    body.form = activation_form::int8_bytes;
+    body.rows = &kernels::popcount::avx512_icl::vnni_rows;
+    return body;
+  }
+#endif
+  return popcount_body(false, path, format);
+}
+
 inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
   switch (concrete(k)) {
     case kernel::reference: return {&kernels::reference::rows, nullptr, format};
     case kernel::popcount_binary: return popcount_body(true, path, format);
     case kernel::popcount_int8: return popcount_body(false, path, format);
+    case kernel::vnni_int8: return vnni_body(path, format);
     case kernel::lut: return lut_body(path, format);
     default: return add_only_body(path, format);
   }

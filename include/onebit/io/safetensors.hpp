@@ -789,8 +789,9 @@ class writer {
 
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = metadata_;
-    if (!layers_.empty()) {
-      const auto format = metadata.find("format");
+    const auto format = metadata.find("format");
+    // A file that says it is onebit says which version and layout, layers or not.
+    if (!layers_.empty() || (format != metadata.end() && format->second == format_name)) {
       if (format != metadata.end() && format->second != format_name)
         throw std::invalid_argument("onebit::io::writer: metadata \"format\" is " +
                                     detail::quote(format->second) +
