@@ -237,3 +237,20 @@ TEST_CASE("integer kernels: row ranges over random splits equal the whole call")
                     std::string(onebit::to_string(path)));
     }
 }
+
+TEST_CASE("int8 rounding ties go to even on every path, as the oracle's nearbyint does") {
+  auto layer = onebit_test::random_layer(40, 300);
+  for (auto& g : layer.g) g = onebit::to_half(1.0f);
+  std::vector<float> x(300);
+  x[0] = 127.0f;  // m = 127: 127 / m = 1, so every k + 0.5 below is a tie
+  for (std::size_t i = 1; i < 300; ++i)
+    x[i] = (static_cast<float>(i % 253) - 126.0f) + (i % 2 ? 0.5f : -0.5f);
+  const std::vector<float> want = oracle(layer, x.data(), 1, 300, false);
+  for (kernel k : int8_kernels)
+    for (isa path : paths()) {
+      std::vector<float> y(40);
+      onebit::gemv(layer, x.data(), y.data(), onebit::gemm_options{k, path});
+      CHECK_MESSAGE(y == want, std::string(onebit::to_string(k)), " ",
+                    std::string(onebit::to_string(path)));
+    }
+}

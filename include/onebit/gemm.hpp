@@ -241,6 +241,7 @@ class prepared_gemm {
     auto* itables = reinterpret_cast<void*>(base + at_itables);
 
     kernels::detail::rows_fn rows = body.rows;
+    const detail::quantizers quantizer = detail::quantizers_for(path);
     to_float(layer.g, g, n);
     if (body.form == activation_form::signs) quantize::valid_plane(n, valid, plane_stride);
     for (std::size_t b = 0; b < batch; ++b) {
@@ -265,18 +266,18 @@ class prepared_gemm {
       }
       if (int8) {
         std::int8_t* qb = q + b * ldq;
-        const quantize::int8_row r = quantize::int8(ab, n, qb);
+        const quantize::int8_row r = quantizer.int8(ab, n, qb);
         std::memset(qb + n, 0, ldq - n);  // padding bits and table groups meet q = 0
         row_scale[b] = r.scale;
         q_sum[b] = r.sum;
         if (body.form == activation_form::int8_planes)
-          quantize::int8_planes(qb, n, planes + b * 8 * plane_stride, plane_stride);
+          quantizer.planes(qb, n, planes + b * 8 * plane_stride, plane_stride);
         else if (body.form == activation_form::int8_tables)
           body.int_tables(qb, int_groups, static_cast<std::byte*>(itables) + b * ldit);
       }
       if (body.form == activation_form::signs) {
         row_scale[b] = quantize::binary_scale(ab, n);
-        quantize::sign_plane(ab, n, planes + b * plane_stride, plane_stride);
+        quantizer.signs(ab, n, planes + b * plane_stride, plane_stride);
       }
     }
 

@@ -14,6 +14,7 @@
 #include "../kernels/detail/lut_avx512.hpp"
 #include "../kernels/detail/popcount_neon.hpp"
 #include "../kernels/detail/popcount_x86.hpp"
+#include "../kernels/detail/quantize_avx512.hpp"
 #include "../kernels/layout.hpp"
 #include "../kernels/lut.hpp"
 #include "../kernels/popcount.hpp"
@@ -33,6 +34,29 @@ enum class activation_form {
 };
 
 using int_tables_fn = void (*)(const std::int8_t* q, std::size_t groups, void* tables) noexcept;
+using quantize_fn = kernels::quantize::int8_row (*)(const float* a, std::size_t n,
+                                                    std::int8_t* q) noexcept;
+using planes_fn = void (*)(const std::int8_t* q, std::size_t n, unsigned char* planes,
+                           std::size_t plane_stride) noexcept;
+using signs_fn = void (*)(const float* a, std::size_t n, unsigned char* plane,
+                          std::size_t plane_bytes) noexcept;
+
+// The activation quantisation of a path (bit-identical on every path; kernels/quantize.hpp).
+struct quantizers {
+  quantize_fn int8 = &kernels::quantize::int8;
+  planes_fn planes = &kernels::quantize::int8_planes;
+  signs_fn signs = &kernels::quantize::sign_plane;
+};
+
+inline quantizers quantizers_for(isa path) noexcept {
+#if ONEBIT_X86
+  if (path == isa::avx512 || path == isa::avx512_icl)
+    return {&kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
+            &kernels::quantize::avx512::sign_plane};
+#endif
+  (void)path;
+  return {};
+}
 
 struct kernel_body {
   kernels::detail::rows_fn rows = nullptr;
