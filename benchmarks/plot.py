@@ -96,6 +96,28 @@ def markdown(context, lines):
                         cells.append(f"{r} ({wps / 1e9:.1f})")
                 out.append(f"| {kernel} | {threads} | " + " | ".join(cells) + " |")
         out.append("")
+    out.append(against_eigen(lines))
+    return "\n".join(out)
+
+
+def against_eigen(lines, eigen="eigen_fp32_avx2"):
+    """Speed-up of every kernel against Eigen's FP32 GEMM (the AVX2+FMA build), one thread."""
+    out = [f"Speed-up against Eigen FP32 ({eigen}), one thread, weights/s ratio of the same run.\n"]
+    for o, i in dict.fromkeys((o, i) for (s, o, i, t, _) in lines if s == "gemm" and t == 1):
+        base = lines.get(("gemm", o, i, 1, eigen))
+        if not base:
+            continue
+        batches = sorted(base)
+        out.append(f"**{o}x{i} (out x in)**\n")
+        out.append("| kernel | " + " | ".join(f"batch {b}" for b in batches) + " |")
+        out.append("|---|" + "---|" * len(batches))
+        for kernel in kernel_order({k[4] for k in lines if k[:4] == ("gemm", o, i, 1)}):
+            if kernel == eigen:
+                continue
+            row = lines[("gemm", o, i, 1, kernel)]
+            cells = [f"{row[b][1] / base[b][1]:.2f}x" if b in row and base[b][1] else "" for b in batches]
+            out.append(f"| {kernel} | " + " | ".join(cells) + " |")
+        out.append("")
     return "\n".join(out)
 
 
