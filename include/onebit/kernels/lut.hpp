@@ -6,7 +6,7 @@
 //    signs of a chunk in one 16-bit word as 3 groups of 5; a group's 32-entry table of int16
 //    partial sums (entry p = Σ_t (bit t of p ? −q : +q)) fills one vector, and one vpermw
 //    looks it up for all 32 rows at once: 160 weights per instruction. Each table vector,
-//    once loaded, serves two blocks. Entries are at most 5·127 = 635 in magnitude, so 48
+//    once loaded, serves four blocks. Entries are at most 5·127 = 635 in magnitude, so 48
 //    lookups (≤ 30,480) fit the int16 accumulators before they widen to int32 (51 would be the
 //    most that fits 32,767).
 //  * every path on the plain layout, and the packed layout elsewhere — 8-sign tables: for each
