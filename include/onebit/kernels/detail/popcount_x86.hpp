@@ -91,11 +91,51 @@ inline void binary_tile(const detail::gemm_args& g, std::size_t j0, std::size_t 
   }
 }
 
+// The eight 8-lane counts of 8 rows summed into one vector [row 0, ..., row 7] by a transpose
+// tree (21 instructions, against 48 for eight separate reductions: at 4096 inputs a row has
+// only 8 chunks, so the reductions were half the work).
+inline __m512i sum_rows8(const __m512i* c) noexcept {
+  __m512i pair[4];
+  for (int i = 0; i < 4; ++i)
+    pair[i] = _mm512_add_epi64(_mm512_unpacklo_epi64(c[2 * i], c[2 * i + 1]),
+                               _mm512_unpackhi_epi64(c[2 * i], c[2 * i + 1]));
+  const __m512i q0 = _mm512_add_epi64(_mm512_shuffle_i64x2(pair[0], pair[1], 0x88),
+                                      _mm512_shuffle_i64x2(pair[0], pair[1], 0xdd));
+  const __m512i q1 = _mm512_add_epi64(_mm512_shuffle_i64x2(pair[2], pair[3], 0x88),
+                                      _mm512_shuffle_i64x2(pair[2], pair[3], 0xdd));
+  return _mm512_add_epi64(_mm512_shuffle_i64x2(q0, q1, 0x88), _mm512_shuffle_i64x2(q0, q1, 0xdd));
+}
+
+// 8 rows at once, the results scaled as §4 orders it: (float(dot) · β) · h, 8 lanes wide.
+inline void binary_tile8(const detail::gemm_args& g, std::size_t j0, std::size_t b) noexcept {
+  const std::size_t chunks = (g.cols + 511) / 512;
+  const unsigned char* signs = g.planes + b * g.ldp;
+  __m512i count[8];
+  ONEBIT_UNROLL
+  for (int r = 0; r < 8; ++r) count[r] = _mm512_setzero_si512();
+  for (std::size_t c = 0; c < chunks; ++c) {
+    const __m512i s = _mm512_load_si512(signs + 64 * c);
+    const __m512i v = _mm512_load_si512(g.valid + 64 * c);
+    ONEBIT_UNROLL
+    for (int r = 0; r < 8; ++r) {
+      const __m512i w = _mm512_load_si512(g.w + (j0 + r) * g.w_stride + 64 * c);
+      count[r] = _mm512_add_epi64(count[r],
+                                  _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(s, w, v, 0x28)));
+    }
+  }
+  const __m512i sums = sum_rows8(count);
+  const __m512i dot = _mm512_sub_epi64(_mm512_set1_epi64(static_cast<long long>(g.cols)),
+                                       _mm512_add_epi64(sums, sums));
+  const __m256 h = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.h + j0)));
+  const __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm512_cvtepi64_ps(dot), _mm256_set1_ps(g.row_scale[b])), h);
+  _mm256_storeu_ps(g.y + b * g.ldy + j0, y);
+}
+
 inline void binary_rows(const detail::gemm_args& g, std::size_t row_begin,
                         std::size_t row_end) noexcept {
   for (std::size_t b = 0; b < g.batch; ++b) {
     std::size_t j = row_begin;
-    for (; j + 4 <= row_end; j += 4) binary_tile<4>(g, j, b);
+    for (; j + 8 <= row_end; j += 8) binary_tile8(g, j, b);
     for (; j < row_end; ++j) binary_tile<1>(g, j, b);
   }
 }
