@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -323,4 +324,28 @@ TEST_CASE("each batch row gives the bits it gives alone, on every path, plain or
                     std::string(onebit::to_string(path)), " packed, batch row ", b);
     }
   }
+}
+
+// ONEBIT_ISA is read once per process, so tests/CMakeLists.txt runs this case in processes of
+// their own with the variable set (to portable, and to a name that is no path).
+TEST_CASE("ONEBIT_ISA forces the path of the whole process") {
+  const char* value = std::getenv("ONEBIT_ISA");
+  if (value == nullptr) {
+    MESSAGE("ONEBIT_ISA is unset in this process: see the test_add_only_env_* runs");
+    return;
+  }
+  const auto layer = onebit_test::random_layer(10, 20);
+  std::vector<float> x(20, 1.0f), y(10);
+  const std::optional<isa> named = onebit::parse_isa(value);
+  if (!named) {
+    CHECK_THROWS_WITH_AS(onebit::gemm(layer, x.data(), 1, 20, y.data(), 10),
+                         doctest::Contains("names no path"), std::invalid_argument);
+    // A path forced per call still wins over the environment.
+    CHECK_NOTHROW(onebit::gemm(layer, x.data(), 1, 20, y.data(), 10,
+                               onebit::gemm_options{kernel::add_only, isa::portable}));
+    return;
+  }
+  CHECK(onebit::resolve_isa() == *named);
+  CHECK(onebit::prepare(layer, x.data(), 1, 20, y.data(), 10).path() == *named);
+  CHECK(onebit::pack(layer).path() == *named);
 }
