@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -682,4 +684,96 @@ TEST_CASE("hostile: random corruption of a valid file never crashes or reads out
     }
   }
   MESSAGE(accepted << " of 3000 corrupted files were still valid");
+}
+
+namespace {
+
+std::string hex_of(const std::string& s) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : s) {
+    out += digits[static_cast<unsigned char>(c) >> 4];
+    out += digits[static_cast<unsigned char>(c) & 15];
+  }
+  return out;
+}
+
+std::string float_list(const std::vector<float>& v) {
+  std::string out;
+  char buffer[64];
+  for (const float f : v) {
+    std::snprintf(buffer, sizeof buffer, " %a", static_cast<double>(f));
+    out += buffer;
+  }
+  return out;
+}
+
+}  // namespace
+
+// scripts/check_safetensors.py reads the file this writes with numpy alone and checks it holds
+// what onebit says: the CTest test check_safetensors_python runs this case with
+// ONEBIT_PYTHON_CHECK_DIR set, then the script. Without the variable it only writes to scratch.
+TEST_CASE("files for the independent Python check") {
+  const char* dir = std::getenv("ONEBIT_PYTHON_CHECK_DIR");
+  const std::string base = dir != nullptr ? std::string(dir) + "/python_check" : scratch() / "python_check";
+  std::map<std::string, onebit::linear<>> layers;
+  layers.emplace("model.layers.0.attn.q", onebit_test::random_layer(5, 70));
+  layers.emplace("model.layers.0.mlp.up", onebit_test::random_layer(9, 130));
+  layers.emplace("naïve name", onebit_test::random_layer(2, 8));
+  for (auto& [name, layer] : layers) onebit_test::fill_padding_with_garbage(layer.W);
+
+  const std::vector<float> f32 = {1.5f, -0.0f, 3.25e-5f, -1e30f, 7.0f, 0.1f};
+  const std::vector<onebit::half> f16 = {onebit::to_half(0.5f), onebit::to_half(-65504.0f),
+                                         onebit::half::from_bits(1)};
+  const std::vector<std::uint16_t> bf16 = {0x3f80, 0xbf00, 0x4049};
+  const std::vector<std::int8_t> i8 = {-128, 5, 127};
+  const std::vector<std::uint8_t> u8 = {0, 200, 255, 1};
+  const std::vector<std::int64_t> i64 = {-(std::int64_t{1} << 40), 3};
+  const std::vector<double> f64 = {0.1, -2.5};
+  io::writer w;
+  for (const auto& [name, layer] : layers) w.add(name, layer);
+  w.add("norm.weight", f32.data(), {2, 3});
+  w.add("scale.f16", f16.data(), {3});
+  w.add("emb.bf16", io::dtype::BF16, {3}, bf16.data(), 6);
+  w.add("ids.i8", io::dtype::I8, {3}, i8.data(), 3);
+  w.add("bytes.u8", io::dtype::U8, {2, 2}, u8.data(), 4);
+  w.add("count.i64", io::dtype::I64, {2}, i64.data(), 16);
+  w.add("f64", io::dtype::F64, {2}, f64.data(), 16);
+  w.set_metadata("producer", "test_safetensors");
+  w.write(base + ".safetensors");
+
+  // The expected content, as onebit reads it back: every tensor's values, every layer's signs,
+  // g, h, and its gemv on a fixed x.
+  const io::mapped_file file(base + ".safetensors");
+  std::ofstream out(base + ".expected");
+  out << "onebit-expected 1\n";
+  for (const io::tensor_info& t : file.tensors()) {
+    bool in_layer = false;
+    for (const std::string& name : file.names())
+      for (const char* suffix : {".W", ".g", ".h"}) in_layer = in_layer || t.name == name + suffix;
+    if (in_layer) continue;
+    out << "tensor " << hex_of(t.name) << " " << io::to_string(t.type) << " ";
+    for (std::size_t i = 0; i < t.shape.size(); ++i) out << (i ? "," : "") << t.shape[i];
+    if (t.shape.empty()) out << "-";
+    out << float_list(file.floats(t.name)) << "\n";
+  }
+  for (const std::string& name : file.names()) {
+    const onebit::linear_view<> layer = file.layer(name);
+    const std::size_t in = layer.in_features(), out_features = layer.out_features();
+    out << "layer " << hex_of(name) << " " << out_features << " " << in << "\n";
+    for (std::size_t j = 0; j < out_features; ++j) {
+      out << "signs ";
+      for (std::size_t i = 0; i < in; ++i) out << (layer.W(j, i) < 0 ? '-' : '+');
+      out << "\n";
+    }
+    std::vector<float> g(in), h(out_features), x(in), y(out_features);
+    onebit::to_float(layer.g, g.data(), in);
+    onebit::to_float(layer.h, h.data(), out_features);
+    for (std::size_t i = 0; i < in; ++i) x[i] = static_cast<float>(static_cast<int>(i * 37 % 17) - 8) / 8.0f;
+    onebit::gemv(layer, x.data(), y.data(), onebit::kernel::reference);
+    out << "g" << float_list(g) << "\nh" << float_list(h) << "\nx" << float_list(x) << "\ny"
+        << float_list(y) << "\n";
+    CHECK(same_layer(file.load_layer(name), layers.at(name)));
+  }
+  CHECK(out.good());
 }
