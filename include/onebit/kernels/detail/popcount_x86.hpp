@@ -189,11 +189,14 @@ inline void vnni_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b0
   }
 }
 
+// Fewer batch rows take more rows per tile, so that enough vpdpbusd chains (latency 5) are in
+// flight: 8 rows at batch 1 and 2, 4 from batch 3 on.
 template <int B>
 inline void vnni_batch_tile(const detail::gemm_args& g, std::size_t row_begin,
                             std::size_t row_end, std::size_t b0) noexcept {
+  constexpr int R = B <= 2 ? 8 : 4;  // 8 x 3 accumulators and 8 expanded rows would spill
   std::size_t j = row_begin;
-  for (; j + 4 <= row_end; j += 4) vnni_tile<4, B>(g, j, b0);
+  for (; j + R <= row_end; j += R) vnni_tile<R, B>(g, j, b0);
   for (; j < row_end; ++j) vnni_tile<1, B>(g, j, b0);
 }
 
