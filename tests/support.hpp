@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include <onebit/onebit.hpp>
@@ -32,6 +33,20 @@ inline std::vector<onebit::half> value_vector(std::size_t n) {
   std::vector<onebit::half> v(n);
   for (auto& x : v) x = onebit::to_half(negative(rng()) ? -magnitude(rng()) : magnitude(rng()));
   return v;
+}
+
+// Gaussian activations as float or as half.
+template <class T>
+std::vector<T> activations(std::size_t count) {
+  const std::vector<float> v = gaussian(count);
+  std::vector<T> out(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    if constexpr (std::is_same_v<T, float>)
+      out[i] = v[i];
+    else
+      out[i] = onebit::to_half(v[i]);
+  }
+  return out;
 }
 
 template <class Word = std::uint64_t>

@@ -38,19 +38,6 @@ std::vector<isa> runnable_paths() {
   return paths;
 }
 
-template <class T>
-std::vector<T> activations(std::size_t count) {
-  const std::vector<float> v = onebit_test::gaussian(count);
-  std::vector<T> out(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    if constexpr (std::is_same_v<T, float>)
-      out[i] = v[i];
-    else
-      out[i] = onebit::to_half(v[i]);
-  }
-  return out;
-}
-
 // The bound of kernels/add_only.hpp, in units of u·S: n + 2, or 3n + 4 for the two-sum form
 // of AVX-512 on the plain layout.
 double bound_terms(isa path, bool plain, std::size_t n) {
@@ -104,7 +91,7 @@ void check_all_paths(std::size_t out, std::size_t in, std::initializer_list<std:
   const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
   const std::size_t ldx = in + 3;
   onebit_test::offset_buffer<T> x(max_batch * ldx, 1);
-  const std::vector<T> values = activations<T>(max_batch * ldx);
+  const std::vector<T> values = onebit_test::activations<T>(max_batch * ldx);
   std::copy(values.begin(), values.end(), x.data());
   const auto exact = onebit_test::exact_gemm(layer, x.data(), max_batch, ldx);
 

@@ -61,19 +61,6 @@ std::vector<float> oracle(const onebit::linear<Word>& layer, const T* x, std::si
 
 std::vector<isa> paths() { return onebit::supported_isas(); }
 
-template <class T>
-std::vector<T> values(std::size_t count) {
-  const std::vector<float> v = onebit_test::gaussian(count);
-  std::vector<T> out(count);
-  for (std::size_t i = 0; i < count; ++i) {
-    if constexpr (std::is_same_v<T, float>)
-      out[i] = v[i];
-    else
-      out[i] = onebit::to_half(v[i]);
-  }
-  return out;
-}
-
 // Every integer kernel, path and layout on one case: y (strided, unaligned) equals the oracle
 // bit for bit; the gaps between y rows stay untouched.
 template <class Word, class T>
@@ -82,7 +69,7 @@ void check_case(std::size_t out, std::size_t in, std::size_t batch) {
   onebit_test::fill_padding_with_garbage(layer.W);
   const std::size_t ldx = in + 3, ldy = out + 5;
   onebit_test::offset_buffer<T> x(batch * ldx, 1);
-  const std::vector<T> v = values<T>(batch * ldx);
+  const std::vector<T> v = onebit_test::activations<T>(batch * ldx);
   std::copy(v.begin(), v.end(), x.data());
   const std::vector<float> want_int8 = oracle(layer, x.data(), batch, ldx, false);
   const std::vector<float> want_binary = oracle(layer, x.data(), batch, ldx, true);
