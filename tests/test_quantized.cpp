@@ -73,6 +73,24 @@ void check_case(std::size_t out, std::size_t in, std::size_t batch) {
   std::copy(v.begin(), v.end(), x.data());
   const std::vector<float> want_int8 = oracle(layer, x.data(), batch, ldx, false);
   const std::vector<float> want_binary = oracle(layer, x.data(), batch, ldx, true);
+  // §4's bound against exact math, on every case: |y − exact| ≤ |h_j|·(m/254)·n (plus the float
+  // rounding of the final two multiplies).
+  const auto exact = onebit_test::exact_gemm(layer, x.data(), batch, ldx);
+  std::size_t outside = 0;
+  for (std::size_t b = 0; b < batch; ++b) {
+    double m = 0;
+    for (std::size_t i = 0; i < in; ++i)
+      m = std::max(m, std::fabs(static_cast<double>(to_f(x.data()[b * ldx + i]) *
+                                                    onebit::to_float(layer.g[i]))));
+    for (std::size_t j = 0; j < out; ++j) {
+      const double bound = std::fabs(onebit::to_float(layer.h[j])) * (m / 254) *
+                               static_cast<double>(in) * (1 + 1e-6) +
+                           1e-6 * std::fabs(exact.y[b * out + j]) + 1e-30;
+      outside += !(std::fabs(want_int8[b * out + j] - exact.y[b * out + j]) <= bound);
+    }
+  }
+  CHECK_MESSAGE(outside == 0, out, "x", in, " batch ", batch, ": ", outside,
+                " int8 outputs outside §4's bound");
   for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::vnni_int8, kernel::popcount_binary}) {
     const std::vector<float>& want = k == kernel::popcount_binary ? want_binary : want_int8;
     for (isa path : paths()) {
