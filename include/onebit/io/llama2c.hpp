@@ -95,18 +95,33 @@ struct llama2c_checkpoint {
   }
 };
 
-// Where one tensor lies in a checkpoint file.
-struct llama2c_tensor_extent {
-  std::string name;       // e.g. "wq (layer 3)" or "token_embedding_table"
+// Where one group of tensors lies in a checkpoint file: `layers` tensors of `floats` floats
+// each, back to back from byte `offset` (layer l at offset + 4*l*floats). The embedding,
+// rms_final, the RoPE tables and wcls are groups of one.
+struct llama2c_tensor_group {
+  std::string name;       // e.g. "wq" or "token_embedding_table"
   std::uint64_t offset;   // bytes from the start of the file
-  std::uint64_t floats;   // float32 count
+  std::uint64_t layers;   // tensors in the group: n_layers, or 1
+  std::uint64_t floats;   // float32 count of each tensor
+  bool per_layer;         // whether the group holds one tensor per layer
+
+  std::uint64_t end() const noexcept { return offset + 4 * layers * floats; }
+  // "wq (layer 3)", or the name of a group of one.
+  std::string tensor_name(std::uint64_t layer) const {
+    return per_layer ? name + " (layer " + std::to_string(layer) + ")" : name;
+  }
 };
 
 namespace detail {
 
-// Past this a header field is not a size any llama2.c checkpoint has; a corrupt header
-// (random bytes, a wrong file) is refused before any arithmetic on it.
-inline constexpr int llama2c_max_field = 1 << 24;
+// Past these a header field is not a size any llama2.c checkpoint has (the largest Llama has
+// dim 16,384, hidden_dim 53,248, 126 layers, a 128,256-token vocabulary); a corrupt header
+// (random bytes, a wrong file) is refused before any arithmetic on it. With these bounds every
+// byte count of the layout stays below 2^60, so no sum of them wraps.
+//                                             dim      hidden   layers   heads    kv heads
+inline constexpr std::int64_t llama2c_max_field[7] = {1 << 20, 1 << 22, 1 << 12, 1 << 20, 1 << 20,
+                                                     1 << 24, 1 << 24};
+//                                                   vocab    seq_len
 inline constexpr std::uint64_t llama2c_header_bytes = 7 * 4;
 
 inline bool host_little_endian() noexcept {
@@ -142,14 +157,6 @@ inline void load_floats_le(const unsigned char* p, std::size_t n, float* out) no
 
 [[noreturn]] inline void llama2c_fail(const std::string& file, const std::string& what) {
   throw std::invalid_argument(file + ": " + what);
-}
-
-// Multiplication that refuses to wrap (all operands are bounded far below this anyway).
-inline std::uint64_t checked_mul(std::uint64_t a, std::uint64_t b, const std::string& file,
-                                 const char* what) {
-  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a)
-    llama2c_fail(file, std::string("llama2.c checkpoint: ") + what + " overflows");
-  return a * b;
 }
 
 // The file's bytes, or std::system_error naming it.
@@ -191,10 +198,10 @@ inline llama2c_config parse_llama2c_header(const unsigned char* bytes, std::size
       llama2c_fail(file, std::string("llama2.c checkpoint: header field ") + names[i] + " is " +
                              std::to_string(v[i]) + "; it must be " +
                              (i == 5 ? "nonzero" : "positive"));
-    if (magnitude > detail::llama2c_max_field)
+    if (magnitude > detail::llama2c_max_field[i])
       llama2c_fail(file, std::string("llama2.c checkpoint: header field ") + names[i] + " is " +
                              std::to_string(v[i]) + ", beyond any real checkpoint (limit " +
-                             std::to_string(detail::llama2c_max_field) +
+                             std::to_string(detail::llama2c_max_field[i]) +
                              "); not a llama2.c version 0 file?");
   }
   llama2c_config c;
@@ -221,58 +228,51 @@ inline llama2c_config parse_llama2c_header(const unsigned char* bytes, std::size
   return c;
 }
 
-// Every tensor's place in a file with this header, in file order.
-inline std::vector<llama2c_tensor_extent> llama2c_layout(const llama2c_config& c,
-                                                         const std::string& file = "<memory>") {
-  using detail::checked_mul;
+// Every tensor group's place in a file with this header, in file order. Sizes are bounded by
+// the header checks (each field at most 2^24), so no sum here can wrap.
+inline std::vector<llama2c_tensor_group> llama2c_layout(const llama2c_config& c) {
   const std::uint64_t dim = static_cast<std::uint64_t>(c.dim);
   const std::uint64_t hidden = static_cast<std::uint64_t>(c.hidden_dim);
   const std::uint64_t kv = static_cast<std::uint64_t>(c.kv_dim());
   const std::uint64_t vocab = static_cast<std::uint64_t>(c.vocab_size);
+  const std::uint64_t layers = static_cast<std::uint64_t>(c.n_layers);
   const std::uint64_t half_head = static_cast<std::uint64_t>(c.head_size() / 2);
-  std::vector<llama2c_tensor_extent> t;
+  std::vector<llama2c_tensor_group> t;
   std::uint64_t offset = detail::llama2c_header_bytes;
-  auto add = [&](std::string name, std::uint64_t floats) {
-    t.push_back({std::move(name), offset, floats});
-    offset += checked_mul(floats, 4, file, "a tensor's byte count");
+  auto add = [&](const char* name, std::uint64_t floats, bool per_layer) {
+    t.push_back({name, offset, per_layer ? layers : 1, floats, per_layer});
+    offset = t.back().end();
   };
-  auto per_layer = [&](const char* name, std::uint64_t floats) {
-    for (int l = 0; l < c.n_layers; ++l)
-      add(std::string(name) + " (layer " + std::to_string(l) + ")", floats);
-  };
-  add("token_embedding_table", checked_mul(vocab, dim, file, "vocab_size x dim"));
-  per_layer("rms_att_weight", dim);
-  per_layer("wq", checked_mul(dim, dim, file, "dim x dim"));
-  per_layer("wk", checked_mul(kv, dim, file, "kv_dim x dim"));
-  per_layer("wv", checked_mul(kv, dim, file, "kv_dim x dim"));
-  per_layer("wo", checked_mul(dim, dim, file, "dim x dim"));
-  per_layer("rms_ffn_weight", dim);
-  per_layer("w1", checked_mul(hidden, dim, file, "hidden_dim x dim"));
-  per_layer("w2", checked_mul(dim, hidden, file, "dim x hidden_dim"));
-  per_layer("w3", checked_mul(hidden, dim, file, "hidden_dim x dim"));
-  add("rms_final_weight", dim);
-  const std::uint64_t freq = checked_mul(static_cast<std::uint64_t>(c.seq_len), half_head, file,
-                                         "seq_len x head_size/2");
-  add("freq_cis_real", freq);
-  add("freq_cis_imag", freq);
-  if (!c.shared_classifier) add("wcls", checked_mul(vocab, dim, file, "vocab_size x dim"));
+  add("token_embedding_table", vocab * dim, false);
+  add("rms_att_weight", dim, true);
+  add("wq", dim * dim, true);
+  add("wk", kv * dim, true);
+  add("wv", kv * dim, true);
+  add("wo", dim * dim, true);
+  add("rms_ffn_weight", dim, true);
+  add("w1", hidden * dim, true);
+  add("w2", dim * hidden, true);
+  add("w3", hidden * dim, true);
+  add("rms_final_weight", dim, false);
+  add("freq_cis_real", static_cast<std::uint64_t>(c.seq_len) * half_head, false);
+  add("freq_cis_imag", static_cast<std::uint64_t>(c.seq_len) * half_head, false);
+  if (!c.shared_classifier) add("wcls", vocab * dim, false);
   return t;
 }
 
 // The exact size in bytes of a checkpoint with this header.
 inline std::uint64_t llama2c_file_bytes(const llama2c_config& c) {
-  const auto t = llama2c_layout(c);
-  return t.back().offset + 4 * t.back().floats;
+  return llama2c_layout(c).back().end();
 }
 
 // Checks that a file of `size` bytes is exactly what header `c` implies; returns the layout.
 // A short file names the first tensor it cuts; a long one the bytes past the last tensor.
-inline std::vector<llama2c_tensor_extent> llama2c_check_size(const llama2c_config& c,
-                                                            std::uint64_t size,
-                                                            const std::string& file = "<memory>") {
+inline std::vector<llama2c_tensor_group> llama2c_check_size(const llama2c_config& c,
+                                                           std::uint64_t size,
+                                                           const std::string& file = "<memory>") {
   using detail::llama2c_fail;
-  std::vector<llama2c_tensor_extent> layout = llama2c_layout(c, file);
-  const std::uint64_t expected = layout.back().offset + 4 * layout.back().floats;
+  std::vector<llama2c_tensor_group> layout = llama2c_layout(c);
+  const std::uint64_t expected = layout.back().end();
   if (size == expected) return layout;
   const std::string shape = "dim " + std::to_string(c.dim) + ", hidden_dim " +
                             std::to_string(c.hidden_dim) + ", n_layers " +
@@ -283,13 +283,18 @@ inline std::vector<llama2c_tensor_extent> llama2c_check_size(const llama2c_confi
                             " (" + (c.shared_classifier ? "shared" : "unshared") +
                             " classifier), seq_len " + std::to_string(c.seq_len);
   if (size < expected) {
-    for (const auto& t : layout)
-      if (t.offset + 4 * t.floats > size)
+    for (const auto& g : layout)
+      if (g.end() > size) {
+        const std::uint64_t bytes = 4 * g.floats;
+        // The first tensor of the group that does not fit (floats > 0: every field is >= 1).
+        const std::uint64_t l = size <= g.offset ? 0 : (size - g.offset) / bytes;
+        const std::uint64_t start = g.offset + l * bytes;
         llama2c_fail(file, "llama2.c checkpoint is truncated: " + std::to_string(size) +
                                " bytes, but the header (" + shape + ") implies " +
-                               std::to_string(expected) + "; tensor " + t.name +
-                               " needs bytes [" + std::to_string(t.offset) + ", " +
-                               std::to_string(t.offset + 4 * t.floats) + ")");
+                               std::to_string(expected) + "; tensor " + g.tensor_name(l) +
+                               " needs bytes [" + std::to_string(start) + ", " +
+                               std::to_string(start + bytes) + ")");
+      }
   }
   llama2c_fail(file, "llama2.c checkpoint is " + std::to_string(size) + " bytes, but the header (" +
                          shape + ") implies exactly " + std::to_string(expected) + ": " +
@@ -306,27 +311,33 @@ inline llama2c_checkpoint parse_llama2c(const unsigned char* bytes, std::size_t 
   llama2c_checkpoint m;
   m.config = parse_llama2c_header(bytes, size, file);
   const llama2c_config& c = m.config;
-  const std::vector<llama2c_tensor_extent> layout = llama2c_check_size(c, size, file);
+  const std::vector<llama2c_tensor_group> layout = llama2c_check_size(c, size, file);
 
-  std::size_t next = 0;
-  auto take = [&](std::vector<float>& dst) {
-    const llama2c_tensor_extent& t = layout[next++];
-    dst.resize(static_cast<std::size_t>(t.floats));
-    detail::load_floats_le(bytes + t.offset, dst.size(), dst.data());
+  // The file is exactly as large as the layout: every tensor below lies inside it.
+  std::size_t group = 0;
+  auto take = [&](std::vector<float>& dst, std::uint64_t layer) {
+    const llama2c_tensor_group& g = layout[group];
+    dst.resize(static_cast<std::size_t>(g.floats));
+    detail::load_floats_le(bytes + g.offset + 4 * layer * g.floats, dst.size(), dst.data());
   };
-  take(m.token_embedding);
+  take(m.token_embedding, 0);
+  ++group;
   m.layers.resize(static_cast<std::size_t>(c.n_layers));
   for (auto field : {&llama2c_layer::rms_att, &llama2c_layer::wq, &llama2c_layer::wk,
                      &llama2c_layer::wv, &llama2c_layer::wo, &llama2c_layer::rms_ffn,
-                     &llama2c_layer::w1, &llama2c_layer::w2, &llama2c_layer::w3})
-    for (auto& layer : m.layers) take(layer.*field);
-  take(m.rms_final);
-  take(m.freq_cis_real);
-  take(m.freq_cis_imag);
-  if (!c.shared_classifier) take(m.wcls);
+                     &llama2c_layer::w1, &llama2c_layer::w2, &llama2c_layer::w3}) {
+    for (std::size_t l = 0; l < m.layers.size(); ++l) take(m.layers[l].*field, l);
+    ++group;
+  }
+  take(m.rms_final, 0);
+  ++group;
+  take(m.freq_cis_real, 0);
+  ++group;
+  take(m.freq_cis_imag, 0);
+  ++group;
+  if (!c.shared_classifier) take(m.wcls, 0);
   return m;
 }
-
 // Reads a checkpoint file. std::system_error if it cannot be read, std::invalid_argument if
 // it is not a consistent llama2.c version 0 checkpoint.
 inline llama2c_checkpoint read_llama2c(const std::string& path) {
