@@ -9,3 +9,4 @@
 #include "packed_linear.hpp"  // a layer re-laid out once for one kernel
 #include "gemm.hpp"           // y = ((x ⊙ g) · Wᵀ) ⊙ h: gemm, gemv, prepare, run_rows, pack
 #include "parallel.hpp"       // thread_pool and the parallel gemm
+#include "io/llama2c.hpp"     // reading llama2.c checkpoints (version 0) and tokenizers
