@@ -1,0 +1,81 @@
+# CTest driver of onebit-convert's command line:
+#
+#   cmake -DCONVERT=<onebit-convert> -DEXPORTER=<export_tinyllama_safetensors or ""> -DDATA_DIR=<dir>
+#         -DPYTHON=/usr/bin/python3 -DCHECK_SCRIPT=<check_safetensors.py> -DWORK_DIR=<scratch>
+#         -P onebit_convert_cli.cmake
+#
+# --help and --version print to standard output and exit 0; usage errors exit 2 with a hint on
+# standard error; an input that cannot be read or an output that cannot be written exit 1 and
+# leave no file. Then the tiny Llama, exported to safetensors, is converted, and the Python
+# check reads the result (each step skipped, saying so, when its program or data is missing).
+cmake_minimum_required(VERSION 3.16)
+
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+# expect(<exit code> <regex on stdout+stderr> <args...>)
+function(expect code regex)
+  execute_process(COMMAND "${CONVERT}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err WORKING_DIRECTORY "${WORK_DIR}")
+  if(NOT rc EQUAL code)
+    message(FATAL_ERROR "onebit-convert ${ARGN}: exit ${rc}, expected ${code}\n${out}${err}")
+  endif()
+  if(NOT "${out}${err}" MATCHES "${regex}")
+    message(FATAL_ERROR "onebit-convert ${ARGN}: output does not match '${regex}':\n${out}${err}")
+  endif()
+  message("ok: onebit-convert ${ARGN} -> exit ${rc}")
+  set(last_out "${out}" PARENT_SCOPE)
+  set(last_err "${err}" PARENT_SCOPE)
+endfunction()
+
+expect(0 "Usage: onebit-convert \\[OPTION\\]... INPUT OUTPUT.*Exit status" --help)
+if(NOT last_err STREQUAL "")
+  message(FATAL_ERROR "--help wrote to standard error")
+endif()
+expect(0 "Usage:" -h)
+expect(0 "^onebit-convert \\(onebit\\) [0-9]" --version)
+expect(2 "needs INPUT and OUTPUT files.*Try 'onebit-convert --help'")
+expect(2 "unknown option '--bogus'" --bogus in out)
+expect(2 "unknown option '-z'" -z in out)
+expect(2 "needs a value" in out --include)
+expect(2 "whole number" --iterations=0 in out)
+expect(2 "unknown method 'cbq'" --method cbq in out)
+expect(2 "too many files" a b c)
+expect(2 "takes no value" --quiet=yes in out)
+expect(1 "missing.safetensors: cannot open the file" missing.safetensors out.safetensors)
+if(EXISTS "${WORK_DIR}/out.safetensors")
+  message(FATAL_ERROR "a failed conversion left out.safetensors behind")
+endif()
+
+if(EXPORTER STREQUAL "" OR NOT EXISTS "${DATA_DIR}/tinyllamas/stories260K.bin")
+  message("ONEBIT-SKIP-PART: no exporter or no tinyllamas data; the model conversion did not run")
+  return()
+endif()
+set(float_file "${WORK_DIR}/stories260K.safetensors")
+execute_process(COMMAND "${EXPORTER}" "${DATA_DIR}/tinyllamas/stories260K.bin" "${float_file}"
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "export_tinyllama_safetensors failed (${rc})")
+endif()
+expect(0 "35 of 47 tensors would be converted" --dry-run "${float_file}")
+expect(0 "35 layers, 226560 weights.*mean relative error 0\\.5[0-9]+" "${float_file}" converted.safetensors)
+expect(0 "^$" -q -i "layers.0.*" -x "*.w2.weight" "${float_file}" partial.safetensors)
+expect(1 "no-such-dir/out.safetensors: cannot create a temporary file" "${float_file}" no-such-dir/out.safetensors)
+expect(0 "warning: no tensor of .* matches" -i "norm.weight" "${float_file}" unchanged.safetensors)
+
+if(NOT EXISTS "${PYTHON}")
+  message("ONEBIT-SKIP-PART: ${PYTHON} is missing; the converted file was not checked in Python")
+  return()
+endif()
+execute_process(COMMAND "${PYTHON}" "${CHECK_SCRIPT}" "${WORK_DIR}/converted.safetensors"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+message("${out}")
+if(rc EQUAL 0)
+  if(NOT out MATCHES "117 tensors, 35 OneBit layers: ok")
+    message(FATAL_ERROR "unexpected check result")
+  endif()
+elseif(out MATCHES "No module named 'numpy'")
+  message("ONEBIT-SKIP-PART: numpy is missing; the converted file was not checked in Python")
+else()
+  message(FATAL_ERROR "check_safetensors.py refused the converted file (${rc})")
+endif()
