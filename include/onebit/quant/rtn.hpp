@@ -1,0 +1,153 @@
+// RTN: round-to-nearest uniform quantisation of a rows x cols (out x in) matrix to k bits, with
+// a scale and zero point per row or per group of G inputs of a row (ALGORITHMS.md §3).
+//
+// For each group, with min and max its smallest and largest values, and levels = 2^k − 1:
+//
+//   asymmetric  s = (max − min) / levels,   z = round(−min / s),
+//               q = clamp(round(w / s) + z, 0, levels)
+//   symmetric   s = max|w| / (2^(k−1) − 1),  q − z = clamp(round(w / s), −(2^(k−1) − 1),
+//               2^(k−1) − 1), with z = 2^(k−1) (k >= 2)
+//   and         ŵ = s·(q − z)                                (lowbit_matrix::dequantized)
+//
+// Exactly, so that a scalar evaluation in double reproduces every code:
+//  * s is computed in double from the float min and max and stored as float; z and q are then
+//    computed in double from the stored s (so the stored s, z and q agree with each other);
+//  * round is round-to-nearest, ties to even (std::nearbyint in the default rounding mode);
+//  * a constant group (max = min = v) is represented exactly: s = |v| (1 if v = 0), which the
+//    formulas turn into q − z = ±1 (or 0);
+//  * an s that underflows to 0 becomes the smallest float subnormal;
+//  * a group whose range, or whose ŵ, overflows float throws std::invalid_argument.
+// Within a group, every w with w/s + z in [−1/2, levels + 1/2] is within s/2 of ŵ (plus ŵ's
+// float rounding); the rest of [min, max] (at most s/2 beyond, from rounding z) within s.
+//
+// Bad input — bits outside 1..8 (2..8 symmetric), group > cols (0 means per row), zero sizes, a
+// null pointer, a short stride, NaN or infinity (named by position): std::invalid_argument.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "../half.hpp"
+#include "detail/bfloat16.hpp"
+#include "detail/matrix_source.hpp"
+#include "lowbit_matrix.hpp"
+
+namespace onebit {
+
+struct rtn_options {
+  int bits = 4;            // 1..8 (2..8 symmetric)
+  std::size_t group = 0;   // inputs per group; 0: one group per row
+  bool symmetric = false;  // z = 2^(bits−1), s from max|w|
+};
+
+namespace detail::quant {
+
+struct rtn_group {
+  float s, z;
+};
+
+// s and z of one group of n finite values, by the rules above.
+inline rtn_group rtn_parameters(const float* w, std::size_t n, int bits, bool symmetric) noexcept {
+  float mn = w[0], mx = w[0];
+  for (std::size_t i = 1; i < n; ++i) {
+    mn = w[i] < mn ? w[i] : mn;
+    mx = w[i] > mx ? w[i] : mx;
+  }
+  rtn_group p{1.0f, 0.0f};
+  if (mx == mn) {
+    p.s = mn == 0.0f ? 1.0f : std::fabs(mn);
+  } else if (symmetric) {
+    const double m = std::fmax(std::fabs(static_cast<double>(mn)), std::fabs(static_cast<double>(mx)));
+    p.s = static_cast<float>(m / static_cast<double>((1 << (bits - 1)) - 1));
+  } else {
+    p.s = static_cast<float>((static_cast<double>(mx) - static_cast<double>(mn)) /
+                             static_cast<double>((1 << bits) - 1));
+  }
+  if (p.s == 0.0f) p.s = std::numeric_limits<float>::denorm_min();
+  if (symmetric)
+    p.z = static_cast<float>(1 << (bits - 1));
+  else
+    p.z = static_cast<float>(std::nearbyint(-static_cast<double>(mn) / static_cast<double>(p.s)));
+  return p;
+}
+
+inline unsigned rtn_code(float w, rtn_group p, int bits, bool symmetric) noexcept {
+  const double r = std::nearbyint(static_cast<double>(w) / static_cast<double>(p.s));
+  double q;
+  if (symmetric) {
+    const double m = static_cast<double>((1 << (bits - 1)) - 1);
+    q = (r < -m ? -m : r > m ? m : r) + static_cast<double>(p.z);
+  } else {
+    const double top = static_cast<double>((1 << bits) - 1);
+    q = r + static_cast<double>(p.z);
+    q = q < 0.0 ? 0.0 : q > top ? top : q;
+  }
+  return static_cast<unsigned>(q);
+}
+
+template <class T>
+lowbit_matrix rtn_run(const T* w, std::size_t rows, std::size_t cols, std::size_t row_stride,
+                      const rtn_options& o) {
+  static_assert(is_weight_type<T>, "rtn: W is float, half or bfloat16");
+  lowbit_matrix m = lowbit_access::make("rtn", rows, cols, o.bits, o.group, o.symmetric);
+  check_matrix("rtn", w, rows, cols, row_stride);
+  const std::size_t G = m.group_size(), groups = m.groups_per_row();
+  float* scales = lowbit_access::scales(m);
+  float* zeros = lowbit_access::zeros(m);
+  row_reader<T> reader(w, cols, row_stride);
+  std::vector<std::uint8_t> q(cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* x = reader.row(r);
+    for (std::size_t c = 0; c < cols; ++c)
+      if (!std::isfinite(x[c])) throw std::invalid_argument(nonfinite_message("rtn", x, r, rows, cols));
+    for (std::size_t g = 0; g < groups; ++g) {
+      const std::size_t c0 = g * G, n = cols - c0 < G ? cols - c0 : G;
+      const rtn_group p = rtn_parameters(x + c0, n, o.bits, o.symmetric);
+      auto fail = [&](const char* what) {
+        throw std::invalid_argument("onebit::rtn: group " + std::to_string(g) + " of row " +
+                                    std::to_string(r) + " of a " + shape_string(rows, cols) +
+                                    " matrix: " + what);
+      };
+      if (!std::isfinite(p.s)) fail("its range overflows float");
+      unsigned lo = 255, hi = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const unsigned code = rtn_code(x[c0 + i], p, o.bits, o.symmetric);
+        q[c0 + i] = static_cast<std::uint8_t>(code);
+        lo = code < lo ? code : lo;
+        hi = code > hi ? code : hi;
+      }
+      for (unsigned code : {lo, hi})
+        if (!std::isfinite(static_cast<float>(static_cast<double>(p.s) *
+                                              (code - static_cast<double>(p.z)))))
+          fail("a dequantised value overflows float");
+      scales[r * groups + g] = p.s;
+      zeros[r * groups + g] = p.z;
+    }
+    lowbit_access::set_row_codes(m, r, q.data());
+  }
+  return m;
+}
+
+}  // namespace detail::quant
+
+// W (rows x cols, row-major, rows row_stride elements apart; float, half or bfloat16) quantised
+// to options.bits bits per row or per group.
+template <class T>
+lowbit_matrix rtn(const T* w, std::size_t rows, std::size_t cols, std::size_t row_stride,
+                  const rtn_options& options = {}) {
+  return detail::quant::rtn_run(w, rows, cols, row_stride, options);
+}
+inline lowbit_matrix rtn(const Eigen::Ref<const row_major_matrix>& w,
+                         const rtn_options& options = {}) {
+  return rtn(w.data(), static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()),
+             static_cast<std::size_t>(w.outerStride()), options);
+}
+
+}  // namespace onebit
