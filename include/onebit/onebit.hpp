@@ -9,4 +9,9 @@
 #include "packed_linear.hpp"  // a layer re-laid out once for one kernel
 #include "gemm.hpp"           // y = ((x ⊙ g) · Wᵀ) ⊙ h: gemm, gemv, prepare, run_rows, pack
 #include "parallel.hpp"       // thread_pool and the parallel gemm
+#include "quant/rank1.hpp"          // best rank-1 a bᵀ of a non-negative matrix: power iteration, NMF
+#include "quant/svid.hpp"           // SVID: a OneBit layer from a trained matrix; bfloat16 input
+#include "quant/lowbit_matrix.hpp"  // k-bit codes as bit-planes, scale and zero per row or group
+#include "quant/rtn.hpp"            // round-to-nearest quantisation to 1..8 bits
+#include "lowbit_linear.hpp"        // a lowbit_matrix run on the 1-bit kernels: k planes + Σx
 #include "io/llama2c.hpp"     // reading llama2.c checkpoints (version 0) and tokenizers
