@@ -14,4 +14,5 @@
 #include "quant/lowbit_matrix.hpp"  // k-bit codes as bit-planes, scale and zero per row or group
 #include "quant/rtn.hpp"            // round-to-nearest quantisation to 1..8 bits
 #include "lowbit_linear.hpp"        // a lowbit_matrix run on the 1-bit kernels: k planes + Σx
+#include "gradients.hpp"       // training: layer gradients, latent-weight layers (STE), Adam/AdamW
 #include "io/llama2c.hpp"     // reading llama2.c checkpoints (version 0) and tokenizers
