@@ -92,6 +92,20 @@ def main():
             "r.W": {"dtype": "U8", "shape": [2, 13], "data_offsets": [0, 26]},
             "r.g": {"dtype": "F16", "shape": [100], "data_offsets": [26, 226]},
             "r.h": {"dtype": "F16", "shape": [2], "data_offsets": [226, 230]}}), bytes(230)),
+        "valid_lowbit_2bit_groups": raw(json.dumps({
+            "__metadata__": {"format": "onebit", "onebit.version": "1", "onebit.layout": LAYOUT,
+                             "onebit.layer.m": "lowbit bits=2 cols=10 group=4 symmetric=0"},
+            "m.planes": {"dtype": "U8", "shape": [2, 2, 64], "data_offsets": [0, 256]},
+            "m.scales": {"dtype": "F32", "shape": [2, 3], "data_offsets": [256, 280]},
+            "m.zeros": {"dtype": "F32", "shape": [2, 3], "data_offsets": [280, 304]}}),
+            bytes([0x35, 0x02] + [0] * 62 + [0x1f, 0x03] + [0] * 126 + [0xff, 0x01] + [0] * 62)
+            + struct.pack("<6f", 0.5, 0.25, 1.0, 2.0, 0.125, 4.0) + struct.pack("<6f", 1, 0, 2, 3, 1, 0)),
+        "valid_lowbit_symmetric": raw(json.dumps({
+            "__metadata__": {"format": "onebit", "onebit.version": "1", "onebit.layout": LAYOUT,
+                             "onebit.layer.s": "lowbit bits=3 cols=5 group=0 symmetric=1"},
+            "s.planes": {"dtype": "U8", "shape": [3, 1, 64], "data_offsets": [0, 192]},
+            "s.scales": {"dtype": "F32", "shape": [1, 1], "data_offsets": [192, 196]}}),
+            bytes([0x15] + [0] * 63 + [0x0a] + [0] * 63 + [0x1f] + [0] * 63) + struct.pack("<f", 0.75)),
         "truncated": two[: len(two) - 7],
         "header_length_lies": raw('{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}', b"\1", length=1 << 40),
         "offsets_past_end": raw('{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}', b"\1\2"),

@@ -3,6 +3,7 @@
 // implementation accepts, and every kind of hostile file is refused with the file, the tensor and
 // the field named, never a crash or an out-of-bounds read (the ASan leg runs this file too).
 #include <onebit/io/safetensors.hpp>
+#include <onebit/quant/rtn.hpp>
 
 #include <doctest/doctest.h>
 
@@ -776,4 +777,107 @@ TEST_CASE("files for the independent Python check") {
     CHECK(same_layer(file.load_layer(name), layers.at(name)));
   }
   CHECK(out.good());
+}
+
+namespace {
+
+bool same_lowbit(const onebit::lowbit_matrix& a, const onebit::lowbit_matrix& b) {
+  if (a.rows() != b.rows() || a.cols() != b.cols() || a.bits() != b.bits() ||
+      a.group() != b.group() || a.symmetric() != b.symmetric() || a.scales() != b.scales() ||
+      a.zeros() != b.zeros())
+    return false;
+  for (std::size_t r = 0; r < a.rows(); ++r)
+    for (std::size_t c = 0; c < a.cols(); ++c)
+      if (a.code(r, c) != b.code(r, c)) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("low-bit matrices round trip bit-identically next to OneBit layers") {
+  const std::vector<float> w = onebit_test::gaussian(9 * 100);
+  onebit::rtn_options three;
+  three.bits = 3;
+  three.group = 32;  // 100 columns: groups of 32, 32, 32 and 4
+  onebit::rtn_options four;
+  four.bits = 4;
+  four.symmetric = true;
+  onebit::rtn_options one;
+  one.bits = 1;
+  const onebit::lowbit_matrix a = onebit::rtn(w.data(), 9, 100, 100, three);
+  const onebit::lowbit_matrix b = onebit::rtn(w.data(), 9, 100, 100, four);
+  const onebit::lowbit_matrix c = onebit::rtn(w.data(), 3, 70, 100, one);
+  const auto layer = onebit_test::random_layer(4, 100);
+  io::writer writer;
+  writer.add("q3", a);
+  writer.add("s4", b);
+  writer.add("one", c);
+  writer.add("L", layer);
+  CHECK_THROWS_WITH_AS(writer.add("q3", a), doctest::Contains("added twice"), std::invalid_argument);
+  const std::string path = scratch() / "lowbit.safetensors";
+  writer.write(path);
+
+  io::read_options strict;
+  strict.strict = true;
+  const io::mapped_file file(path, strict);
+  CHECK(file.names() == std::vector<std::string>{"L"});
+  CHECK(file.lowbit_names() == std::vector<std::string>{"one", "q3", "s4"});
+  CHECK(file.metadata().at("onebit.layer.q3") == "lowbit bits=3 cols=100 group=32 symmetric=0");
+  CHECK(file.metadata().at("onebit.layer.s4") == "lowbit bits=4 cols=100 group=0 symmetric=1");
+  CHECK(file.tensor("q3.planes").shape() == std::vector<std::uint64_t>{3, 9, 64});
+  CHECK(file.tensor("q3.scales").shape() == std::vector<std::uint64_t>{9, 4});
+  CHECK(file.file().find("s4.zeros") == nullptr);
+  CHECK(same_lowbit(file.load_lowbit("q3"), a));
+  CHECK(same_lowbit(file.load_lowbit("s4"), b));
+  CHECK(same_lowbit(file.load_lowbit("one"), c));
+  CHECK(same_layer(file.load_layer("L"), layer));
+  CHECK((file.file().data_offset() + file.tensor("q3.planes").info->begin) % 64 == 0);
+  CHECK_THROWS_WITH_AS((void)file.file().lowbit_at("L"), doctest::Contains("no low-bit matrix"), io::error);
+}
+
+TEST_CASE("hostile: low-bit declarations and tensors that do not fit") {
+  // A valid 2x10 matrix of 2 bits, groups of 4 (3 groups): planes [2, 2, 64], scales and zeros [2, 3].
+  const auto file_with = [](const std::string& declaration, const std::string& planes_shape = "[2,2,64]",
+                            const std::string& scales_shape = "[2,3]", bool zeros = true,
+                            float scale = 0.5f) {
+    std::vector<unsigned char> data(256 + 48, 0);
+    for (std::size_t i = 0; i < 6; ++i) std::memcpy(data.data() + 256 + 4 * i, &scale, 4);
+    std::string header = R"({"__metadata__":{"format":"onebit","onebit.version":"1","onebit.layout":")" +
+                         std::string(io::layout_name) + R"(","onebit.layer.m":")" + declaration +
+                         R"("},"m.planes":{"dtype":"U8","shape":)" + planes_shape +
+                         R"(,"data_offsets":[0,256]},"m.scales":{"dtype":"F32","shape":)" + scales_shape +
+                         R"(,"data_offsets":[256,280]})";
+    if (zeros) header += R"(,"m.zeros":{"dtype":"F32","shape":[2,3],"data_offsets":[280,304]})";
+    return raw_file(header + "}", data);
+  };
+  const std::string ok = "lowbit bits=2 cols=10 group=4 symmetric=0";
+  const aligned_copy good(file_with(ok));
+  CHECK(parse(good).lowbit_names() == std::vector<std::string>{"m"});
+  CHECK(parse(good).load_lowbit("m").dequantized(1, 9) == 0.0f);
+
+  const std::string field = "__metadata__[\"onebit.layer.m\"]";
+  expect_file_error(file_with("lowbit bits=2 cols=10 group=4"), "m", field, "lacks symmetric=");
+  expect_file_error(file_with("lowbit bits=2 cols=10 group=4 symmetric=0 extra=1"), "m", field,
+                    "\"extra=1\" is not one of");
+  expect_file_error(file_with("lowbit bits=2 bits=2 cols=10 group=4 symmetric=0"), "m", field, "each once");
+  expect_file_error(file_with("lowbit bits=-2 cols=10 group=4 symmetric=0"), "m", field, "decimal number");
+  expect_file_error(file_with("lowbit bits=99999999999999999999 cols=10 group=4 symmetric=0"), "m", field,
+                    "decimal number");
+  expect_file_error(file_with("lowbit bits=9 cols=10 group=4 symmetric=0"), "m", field, "outside 1..8");
+  expect_file_error(file_with("lowbit bits=1 cols=10 group=4 symmetric=1", "[2,2,64]", "[2,3]", false), "m",
+                    field, "outside 2..8 (symmetric)");
+  expect_file_error(file_with("lowbit bits=2 cols=10 group=11 symmetric=0"), "m", field, "do not fit");
+  expect_file_error(file_with("lowbit bits=2 cols=0 group=0 symmetric=0"), "m", field, "do not fit");
+  expect_file_error(file_with("lowbit bits=3 cols=10 group=4 symmetric=0"), "m.planes", "shape",
+                    "holds 2 planes, but bits=3");
+  expect_file_error(file_with("lowbit bits=2 cols=1000 group=0 symmetric=0"), "m.planes",
+                    "shape", "cannot hold cols=1000");
+  expect_file_error(file_with(ok, "[2,2,64]", "[3,2]"), "m.scales", "shape", "need [2, 3]");
+  expect_file_error(file_with(ok, "[256]"), "m.planes", "shape", "with 3 dimensions");
+  expect_file_error(file_with(ok, "[2,2,64]", "[2,3]", false), "m.zeros", "", "is missing");
+  expect_file_error(file_with("lowbit bits=2 cols=10 group=4 symmetric=1"), "m.zeros", "",
+                    "the low-bit matrix is symmetric");
+  const aligned_copy nan_scale(file_with(ok, "[2,2,64]", "[2,3]", true, std::numeric_limits<float>::quiet_NaN()));
+  const io::safetensors_view v = parse(nan_scale);
+  expect_error([&] { (void)v.load_lowbit("m"); }, "m", "values", "not finite");
 }

@@ -16,8 +16,12 @@
 //   NAME.h  F16 [out]
 //
 // and in __metadata__: "format": "onebit", "onebit.version": "1", "onebit.layout": the layout's
-// name (layout_name below), and "onebit.layer.NAME": "linear" for every layer. The writer puts
-// every W first, right after a header padded with spaces to a multiple of 64 bytes, so every W
+// name (layout_name below), and "onebit.layer.NAME": "linear" for every layer. A low-bit matrix
+// (quant/lowbit_matrix.hpp, what rtn() makes) NAME of k-bit codes is NAME.planes U8
+// [k, rows, row_bytes] (its k bit-planes, each in the same bit layout), NAME.scales F32
+// [rows, groups] and, unless symmetric, NAME.zeros F32 [rows, groups], declared by
+// "onebit.layer.NAME": "lowbit bits=K cols=N group=G symmetric=0|1". The writer puts
+// every W and planes first, right after a header padded with spaces to a multiple of 64 bytes, so every W
 // starts on a 64-byte boundary of the file (and of a mapping of it), then the other tensors by
 // decreasing element size, back to back, each on its natural alignment. Tensors are contiguous
 // and fill the data region exactly, as the reference implementation (the Python `safetensors`
@@ -45,6 +49,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <map>
 #include <set>
@@ -59,6 +64,7 @@
 
 #include "../half.hpp"
 #include "../linear.hpp"
+#include "../quant/lowbit_matrix.hpp"
 #include "../sign_matrix.hpp"
 #include "detail/dtype.hpp"
 #include "detail/file.hpp"
@@ -222,6 +228,17 @@ struct layer_info {
   std::size_t out = 0, in = 0, row_bytes = 0;
 };
 
+// A low-bit matrix as a file declares it, checked.
+struct lowbit_info {
+  std::string name;
+  const tensor_info* planes = nullptr;
+  const tensor_info* scales = nullptr;
+  const tensor_info* zeros = nullptr;  // null when symmetric
+  std::size_t rows = 0, cols = 0, group = 0, row_bytes = 0;
+  int bits = 0;
+  bool symmetric = false;
+};
+
 // A safetensors file in memory the caller owns (a buffer it read, an engine's arena, a mapping),
 // parsed and checked at construction; the bytes must outlive this object and what it hands out.
 class safetensors_view {
@@ -345,6 +362,44 @@ class safetensors_view {
     for (std::size_t j = 0; j < l.out; ++j)
       out.h[j] = half::from_bits(detail::load_le<std::uint16_t>(h + 2 * j));
     return out;
+  }
+
+  // The low-bit matrices the file declares, sorted by name.
+  std::vector<std::string> lowbit_names() const {
+    std::vector<std::string> out;
+    for (const auto& entry : lowbits_) out.push_back(entry.first);
+    return out;
+  }
+  const lowbit_info& lowbit_at(const std::string& name) const {
+    const auto it = lowbits_.find(name);
+    if (it == lowbits_.end())
+      throw error(source_, name, "", "no low-bit matrix of that name in the file");
+    return it->second;
+  }
+  // An owning copy of a low-bit matrix. Throws io::error for a scale or zero that is not finite.
+  lowbit_matrix load_lowbit(const std::string& name) const {
+    const lowbit_info& m = lowbit_at(name);
+    const auto* planes = reinterpret_cast<const unsigned char*>(base_ + data_begin_ + m.planes->begin);
+    std::vector<std::uint8_t> q(m.rows * m.cols, 0);
+    for (int b = 0; b < m.bits; ++b)
+      for (std::size_t r = 0; r < m.rows; ++r) {
+        const unsigned char* row = planes + (static_cast<std::size_t>(b) * m.rows + r) * m.row_bytes;
+        std::uint8_t* codes = q.data() + r * m.cols;
+        for (std::size_t c = 0; c < m.cols; ++c)
+          codes[c] = static_cast<std::uint8_t>(codes[c] | (((row[c / 8] >> (c % 8)) & 1u) << b));
+      }
+    const auto floats = [&](const tensor_info* t) {
+      std::vector<float> v;
+      if (t != nullptr) v = to_floats(tensor(*t), source_);
+      return v;
+    };
+    const std::vector<float> scales = floats(m.scales), zeros = floats(m.zeros);
+    try {
+      return lowbit_matrix::from_codes(q.data(), m.rows, m.cols, m.cols, m.bits, m.group,
+                                       scales.data(), m.symmetric ? nullptr : zeros.data());
+    } catch (const std::invalid_argument& e) {
+      throw error(source_, name, "values", e.what());
+    }
   }
 
  private:
@@ -490,11 +545,14 @@ class safetensors_view {
          ++it) {
       const std::string name = it->first.substr(detail::layer_key_prefix.size());
       const std::string field = "__metadata__[" + detail::quote(it->first) + "]";
-      if (it->second != "linear")
+      if (it->second == "linear")
+        layers_.emplace(name, check_linear(name));
+      else if (it->second.rfind("lowbit ", 0) == 0)
+        lowbits_.emplace(name, check_lowbit(name, field, it->second));
+      else
         fail(name, field,
              "declares a layer of kind " + detail::quote(it->second, 40) +
-                 "; this reader knows \"linear\"");
-      layers_.emplace(name, check_linear(name));
+                 "; this reader knows \"linear\" and \"lowbit ...\"");
     }
   }
 
@@ -537,6 +595,86 @@ class safetensors_view {
     return l;
   }
 
+  // A declared low-bit matrix: "lowbit bits=K cols=N group=G symmetric=0|1", and its tensors
+  // NAME.planes U8 [K, rows, row_bytes], NAME.scales F32 [rows, groups], NAME.zeros likewise
+  // unless symmetric.
+  lowbit_info check_lowbit(const std::string& name, const std::string& field,
+                           const std::string& value) {
+    lowbit_info m;
+    m.name = name;
+    std::map<std::string, std::uint64_t> fields;
+    std::size_t at = 7;  // past "lowbit "
+    while (at < value.size()) {
+      std::size_t end = value.find(' ', at);
+      if (end == std::string::npos) end = value.size();
+      const std::string item = value.substr(at, end - at);
+      at = end + 1;
+      const std::size_t eq = item.find('=');
+      const std::string key = item.substr(0, eq);
+      const std::string digits = eq == std::string::npos ? "" : item.substr(eq + 1);
+      std::uint64_t v = 0;
+      bool ok = !digits.empty() && digits.size() <= 19 && (key == "bits" || key == "cols" ||
+                                                          key == "group" || key == "symmetric");
+      for (const char c : digits) {
+        ok = ok && c >= '0' && c <= '9';
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      if (!ok || !fields.emplace(key, v).second)
+        fail(name, field,
+             detail::quote(item, 40) + " is not one of bits=, cols=, group=, symmetric= (each "
+             "once, a decimal number)");
+    }
+    for (const char* key : {"bits", "cols", "group", "symmetric"})
+      if (fields.count(key) == 0) fail(name, field, std::string("lacks ") + key + "=");
+    const std::uint64_t bits = fields["bits"], cols = fields["cols"], group = fields["group"];
+    m.symmetric = fields["symmetric"] == 1;
+    if (fields["symmetric"] > 1) fail(name, field, "symmetric= is 0 or 1");
+    if (bits < (m.symmetric ? 2u : 1u) || bits > 8)
+      fail(name, field, "bits=" + std::to_string(bits) + " is outside " +
+                            (m.symmetric ? "2..8 (symmetric)" : "1..8"));
+    if (cols == 0 || group > cols)
+      fail(name, field, "cols=" + std::to_string(cols) + " and group=" + std::to_string(group) +
+                            " do not fit (0 < group <= cols, or group 0 for one per row)");
+    const auto need = [&](const char* suffix, dtype type, std::size_t rank) {
+      const std::string tname = name + suffix;
+      const tensor_info* t = find(tname);
+      if (t == nullptr)
+        fail(tname, "", "is missing: the low-bit matrix " + detail::quote(name) + " needs it");
+      if (t->type != type || t->shape.size() != rank)
+        fail(tname, t->type != type ? "dtype" : "shape",
+             std::string("is ") + to_string(t->type) + " " + detail::shape_text(t->shape) +
+                 "; a low-bit matrix's " + (suffix + 1) + " is " + to_string(type) + " with " +
+                 std::to_string(rank) + " dimensions");
+      return t;
+    };
+    m.planes = need(".planes", dtype::U8, 3);
+    m.scales = need(".scales", dtype::F32, 2);
+    if (!m.symmetric) m.zeros = need(".zeros", dtype::F32, 2);
+    else if (find(name + ".zeros") != nullptr)
+      fail(name + ".zeros", "", "is present, but the low-bit matrix is symmetric (no zeros)");
+    m.bits = static_cast<int>(bits);
+    m.cols = static_cast<std::size_t>(cols);
+    m.group = static_cast<std::size_t>(group);
+    m.rows = static_cast<std::size_t>(m.planes->shape[1]);
+    m.row_bytes = static_cast<std::size_t>(m.planes->shape[2]);
+    const std::uint64_t size = group == 0 ? cols : group;
+    const std::uint64_t groups = (cols + size - 1) / size;
+    if (m.planes->shape[0] != bits)
+      fail(m.planes->name, "shape", "holds " + std::to_string(m.planes->shape[0]) +
+                                        " planes, but bits=" + std::to_string(bits));
+    if (m.row_bytes < (cols + 7) / 8)
+      fail(m.planes->name, "shape", "rows of " + std::to_string(m.row_bytes) +
+                                        " bytes cannot hold cols=" + std::to_string(cols));
+    for (const tensor_info* t : {m.scales, m.zeros})
+      if (t != nullptr && (t->shape[0] != m.rows || t->shape[1] != groups))
+        fail(t->name, "shape", "is " + detail::shape_text(t->shape) + "; " +
+                                   std::to_string(m.rows) + " rows of " + std::to_string(groups) +
+                                   " groups need [" + std::to_string(m.rows) + ", " +
+                                   std::to_string(groups) + "]");
+    if (m.rows == 0) fail(m.planes->name, "shape", "has no rows");
+    return m;
+  }
+
   const std::byte* base_ = nullptr;
   std::size_t size_ = 0;
   std::string source_;
@@ -546,6 +684,7 @@ class safetensors_view {
   std::map<std::string, std::size_t> index_;
   bool onebit_ = false;
   std::map<std::string, layer_info> layers_;
+  std::map<std::string, lowbit_info> lowbits_;
 };
 
 // A safetensors file mapped into memory (read-only) and checked: its OneBit layers as zero-copy
@@ -580,6 +719,10 @@ class mapped_file {
   linear<Word> load_layer(const std::string& name) const {
     return view_.template load_layer<Word>(name);
   }
+
+  // The low-bit matrices, sorted by name, and owning copies of them.
+  std::vector<std::string> lowbit_names() const { return view_.lowbit_names(); }
+  lowbit_matrix load_lowbit(const std::string& name) const { return view_.load_lowbit(name); }
 
   // Every tensor and the metadata.
   const safetensors_view& file() const noexcept { return view_; }
@@ -656,33 +799,54 @@ class writer {
                                   " has outputs but no inputs");
     check_text(name, "layer name");
     const std::string key = std::string(detail::layer_key_prefix) + name;
-    if (layers_.count(key) != 0)
-      throw std::invalid_argument("onebit::io::writer: layer " + detail::quote(name) +
-                                  " is added twice");
+    check_new_layer(name, key, {".W", ".g", ".h"});
     entry w;
     w.name = name + ".W";
     w.type = dtype::U8;
     const std::size_t row_bytes = sign_row_stride_bytes(in);
     w.shape = {out, row_bytes};
-    w.data = reinterpret_cast<const unsigned char*>(layer.W.data());
     w.bytes = out * row_bytes;
-    w.signs = true;
-    w.rows = out;
     w.cols = in;
-    w.source_stride = layer.W.stride_bytes();
-    // Names first, so that a clash leaves the writer as it was.
-    for (const char* suffix : {".W", ".g", ".h"})
-      if (names_.count(name + suffix) != 0)
-        throw std::invalid_argument("onebit::io::writer: tensor " +
-                                    detail::quote(name + suffix) + " is added twice");
+    w.blocks.push_back({reinterpret_cast<const unsigned char*>(layer.W.data()), out,
+                        layer.W.stride_bytes()});
     push(std::move(w));
     add(name + ".g", layer.g, {in});
     add(name + ".h", layer.h, {out});
-    layers_.insert(key);
+    layers_.emplace(key, "linear");
   }
   template <class Word>
   void add(const std::string& name, const linear<Word>& layer) {
     add(name, layer.view());
+  }
+
+  // A low-bit matrix (quant/lowbit_matrix.hpp): NAME.planes U8 [bits, rows, row_bytes] (plane
+  // b's bit (r, c) is bit b of code q(r, c), each plane in the sign-matrix layout), NAME.scales
+  // F32 [rows, groups], NAME.zeros F32 [rows, groups] unless symmetric, and its metadata entry
+  // "lowbit bits=K cols=N group=G symmetric=0|1".
+  void add(const std::string& name, const lowbit_matrix& m) {
+    check_text(name, "layer name");
+    const std::string key = std::string(detail::layer_key_prefix) + name;
+    check_new_layer(name, key,
+                    m.symmetric() ? std::initializer_list<const char*>{".planes", ".scales"}
+                                  : std::initializer_list<const char*>{".planes", ".scales", ".zeros"});
+    const std::size_t rows = m.rows(), cols = m.cols(), bits = static_cast<std::size_t>(m.bits());
+    const std::size_t row_bytes = sign_row_stride_bytes(cols);
+    entry p;
+    p.name = name + ".planes";
+    p.type = dtype::U8;
+    p.shape = {bits, rows, row_bytes};
+    p.bytes = bits * rows * row_bytes;
+    p.cols = cols;
+    for (int b = 0; b < m.bits(); ++b)
+      p.blocks.push_back({reinterpret_cast<const unsigned char*>(m.plane(b).data()), rows,
+                          m.plane(b).stride_bytes()});
+    push(std::move(p));
+    const std::uint64_t groups = m.groups_per_row();
+    add(name + ".scales", m.scales().data(), {rows, groups});
+    if (!m.symmetric()) add(name + ".zeros", m.zeros().data(), {rows, groups});
+    layers_.emplace(key, "lowbit bits=" + std::to_string(m.bits()) + " cols=" +
+                             std::to_string(cols) + " group=" + std::to_string(m.group()) +
+                             " symmetric=" + (m.symmetric() ? "1" : "0"));
   }
 
   std::size_t size() const noexcept { return entries_.size(); }
@@ -727,16 +891,37 @@ class writer {
  private:
   static constexpr std::size_t buffer_bytes = std::size_t{1} << 20;
 
+  // Rows of signs in the bit layout, `stride` bytes apart in memory.
+  struct sign_block {
+    const unsigned char* data;
+    std::size_t rows, stride;
+  };
+
   struct entry {
     std::string name;
     dtype type = dtype::U8;
     std::vector<std::uint64_t> shape;
     const unsigned char* data = nullptr;
     std::size_t bytes = 0;
-    // Sign rows: written row by row in the standard layout, padding cleared.
-    bool signs = false;
-    std::size_t rows = 0, cols = 0, source_stride = 0;
+    // Sign matrices (cols signs a row), one after the other, written row by row in the
+    // standard layout (64-byte rows), padding cleared, instead of `data`.
+    std::vector<sign_block> blocks;
+    std::size_t cols = 0;
+    bool signs() const noexcept { return !blocks.empty(); }
   };
+
+  // A layer's name and tensor names are all new; checked first, so that a clash leaves the
+  // writer as it was.
+  void check_new_layer(const std::string& name, const std::string& key,
+                       std::initializer_list<const char*> suffixes) const {
+    if (layers_.count(key) != 0)
+      throw std::invalid_argument("onebit::io::writer: layer " + detail::quote(name) +
+                                  " is added twice");
+    for (const char* suffix : suffixes)
+      if (names_.count(name + suffix) != 0)
+        throw std::invalid_argument("onebit::io::writer: tensor " +
+                                    detail::quote(name + suffix) + " is added twice");
+  }
 
   static std::size_t count(const std::vector<std::uint64_t>& shape) {
     std::uint64_t n = 1;
@@ -778,10 +963,10 @@ class writer {
     std::vector<const entry*> order;
     order.reserve(entries_.size());
     for (const entry& e : entries_)
-      if (e.signs) order.push_back(&e);
+      if (e.signs()) order.push_back(&e);
     const std::size_t signs = order.size();
     for (const entry& e : entries_)
-      if (!e.signs) order.push_back(&e);
+      if (!e.signs()) order.push_back(&e);
     std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(signs), order.end(),
                      [](const entry* a, const entry* b) {
                        return dtype_bits(a->type) > dtype_bits(b->type);
@@ -799,7 +984,7 @@ class writer {
       metadata["format"] = format_name;
       metadata["onebit.version"] = std::to_string(format_version);
       metadata["onebit.layout"] = layout_name;
-      for (const std::string& key : layers_) metadata[key] = "linear";
+      for (const auto& [key, kind] : layers_) metadata[key] = kind;
     }
     if (!metadata.empty()) header["__metadata__"] = metadata;
     std::uint64_t offset = 0;
@@ -822,7 +1007,7 @@ class writer {
 
     std::vector<unsigned char> row;
     for (const entry* e : order) {
-      if (!e->signs) {
+      if (!e->signs()) {
         if (e->bytes != 0) sink(e->data, e->bytes);
         continue;
       }
@@ -830,17 +1015,19 @@ class writer {
       const std::size_t used = (e->cols + 7) / 8;
       const unsigned tail = static_cast<unsigned>(e->cols % 8);
       row.assign(row_bytes, 0);
-      for (std::size_t r = 0; r < e->rows; ++r) {
-        std::memcpy(row.data(), e->data + r * e->source_stride, used);
-        if (tail != 0) row[used - 1] = static_cast<unsigned char>(row[used - 1] & ((1u << tail) - 1u));
-        sink(row.data(), row_bytes);
-      }
+      for (const sign_block& block : e->blocks)
+        for (std::size_t r = 0; r < block.rows; ++r) {
+          std::memcpy(row.data(), block.data + r * block.stride, used);
+          if (tail != 0)
+            row[used - 1] = static_cast<unsigned char>(row[used - 1] & ((1u << tail) - 1u));
+          sink(row.data(), row_bytes);
+        }
     }
   }
 
   std::vector<entry> entries_;
   std::set<std::string> names_;
-  std::set<std::string> layers_;  // metadata keys "onebit.layer.NAME"
+  std::map<std::string, std::string> layers_;  // "onebit.layer.NAME": its kind
   std::map<std::string, std::string> metadata_;
 };
 
