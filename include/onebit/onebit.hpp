@@ -16,3 +16,6 @@
 #include "lowbit_linear.hpp"        // a lowbit_matrix run on the 1-bit kernels: k planes + Σx
 #include "gradients.hpp"       // training: layer gradients, latent-weight layers (STE), Adam/AdamW
 #include "io/llama2c.hpp"     // reading llama2.c checkpoints (version 0) and tokenizers
+// io/safetensors.hpp (safetensors in and out, zero-copy mapped layers) is included on its own,
+// #include <onebit/io/safetensors.hpp>: it compiles nlohmann-json and POSIX file mapping into
+// every translation unit that includes it, which a program that only runs layers does not need.
