@@ -10,11 +10,13 @@
    to the end of the file, each tensor exactly shape x dtype bytes long.
 2. What onebit promises on top: the data region and every OneBit layer's W start 64-byte
    aligned; W is U8 [out, row_bytes] with row_bytes a multiple of 64 holding ceil(in/8) bytes of
-   signs, padding bits 0; g and h are F16 [in], [out]; the metadata names format, version, layout.
+   signs, padding bits 0; g and h are F16 [in], [out]; the metadata names format, version, layout;
+   a low-bit matrix's planes are U8 [k, rows, row_bytes] likewise, with F32 scales (and zeros).
 3. With EXPECTED (written by test_safetensors's "files for the independent Python check"): every
    tensor's values as numpy decodes them equal what onebit's reader gave; every layer's signs,
    decoded here from the bits (LSB first, 1 = -1), equal onebit's; g and h equal; and
-   y = ((x * g) @ W.T) * h computed here in float64 equals onebit's gemv to float rounding.
+   y = ((x * g) @ W.T) * h computed here in float64 equals onebit's gemv to float rounding; every
+   low-bit matrix's s * (q - z), decoded here from its bit-planes, equals onebit's dequantized().
 
 Exit status: 0 all checks pass, 1 a check failed (each failure printed), 2 usage or unreadable.
 """
@@ -114,6 +116,11 @@ def check_onebit(metadata, tensors, data_offset):
         if not key.startswith("onebit.layer."):
             continue
         name = key[len("onebit.layer."):]
+        if kind.startswith("lowbit "):
+            lowbit = check_lowbit(name, kind, tensors)
+            if lowbit is not None:
+                layers[name] = lowbit
+            continue
         if kind != "linear":
             fail("layer %r has kind %r" % (name, kind))
             continue
@@ -141,6 +148,43 @@ def check_onebit(metadata, tensors, data_offset):
         signs = 1.0 - 2.0 * bits[:, :inputs].astype(np.float64)
         layers[name] = (signs, decode("F16", g_raw, [inputs]), decode("F16", h_raw, [out]))
     return layers
+
+
+def check_lowbit(name, kind, tensors):
+    """A k-bit matrix: its dequantised values s * (q - z), as float64 rows x cols."""
+    fields = dict(item.split("=", 1) for item in kind.split(" ")[1:])
+    bits, cols, group, symmetric = (int(fields[k]) for k in ("bits", "cols", "group", "symmetric"))
+    p_type, p_shape, p_raw, p_at = tensors[name + ".planes"]
+    s_type, s_shape, s_raw, _ = tensors[name + ".scales"]
+    if p_type != "U8" or s_type != "F32" or len(p_shape) != 3 or p_shape[0] != bits:
+        fail("low-bit %r: planes %s %s, scales %s" % (name, p_type, p_shape, s_type))
+        return None
+    _, rows, row_bytes = p_shape
+    size = group or cols
+    groups = -(-cols // size)
+    if row_bytes % 64 != 0 or row_bytes < (cols + 7) // 8 or s_shape != [rows, groups] or p_at % 64 != 0:
+        fail("low-bit %r: planes %s at %d, scales %s do not fit cols=%d group=%d" % (name, p_shape, p_at, s_shape, cols, group))
+        return None
+    bits_array = np.unpackbits(np.frombuffer(p_raw, dtype=np.uint8).reshape(bits, rows, row_bytes), axis=2,
+                               bitorder="little")
+    if bits_array[:, :, cols:].any():
+        fail("low-bit %r: padding bits past column %d are not 0" % (name, cols))
+    q = np.zeros((rows, cols), dtype=np.float64)
+    for b in range(bits):
+        q += bits_array[b, :, :cols].astype(np.float64) * (1 << b)
+    scales = decode("F32", s_raw, [rows, groups])
+    if symmetric:
+        if name + ".zeros" in tensors:
+            fail("low-bit %r is symmetric but has zeros" % name)
+        zeros = np.full((rows, groups), float(1 << (bits - 1)))
+    else:
+        z_type, z_shape, z_raw, _ = tensors[name + ".zeros"]
+        if z_type != "F32" or z_shape != [rows, groups]:
+            fail("low-bit %r: zeros %s %s" % (name, z_type, z_shape))
+            return None
+        zeros = decode("F32", z_raw, [rows, groups])
+    column_group = np.arange(cols) // size
+    return scales[:, column_group] * (q - zeros[:, column_group])
 
 
 def parse_floats(words):
@@ -172,10 +216,21 @@ def check_expected(path, tensors, layers):
             if values is None or not np.array_equal(values.astype(np.float32), expected):
                 fail("tensor %r: numpy reads %s, onebit read %s" % (name, values, expected))
             checked_tensors += 1
+        elif kind == "lowbit":
+            name = bytes.fromhex(words[1]).decode("utf-8")
+            rows, cols = int(words[2]), int(words[3])
+            expected = parse_floats(words[4:]).reshape(rows, cols)
+            values = layers.get(name)
+            if values is None or values.shape != (rows, cols):
+                fail("low-bit %r is missing or not %dx%d" % (name, rows, cols))
+            elif not np.array_equal(values.astype(np.float32), expected.astype(np.float32)):
+                fail("low-bit %r: the values decoded here differ from onebit's dequantized()" % name)
+            else:
+                checked_layers += 1
         elif kind == "layer":
             name = bytes.fromhex(words[1]).decode("utf-8")
             current = {"name": name, "out": int(words[2]), "in": int(words[3]), "signs": []}
-            if name not in layers:
+            if not isinstance(layers.get(name), tuple):
                 fail("layer %r is missing" % name)
                 current = None
         elif current is None:
@@ -212,7 +267,8 @@ def main(argv):
     try:
         metadata, tensors, data_offset = read_file(argv[1])
         layers = check_onebit(metadata, tensors, data_offset)
-        summary = "%d tensors, %d OneBit layers" % (len(tensors), len(layers))
+        lowbits = sum(1 for v in layers.values() if not isinstance(v, tuple))
+        summary = "%d tensors, %d OneBit layers, %d low-bit matrices" % (len(tensors), len(layers) - lowbits, lowbits)
         if len(argv) == 3:
             t, l = check_expected(argv[2], tensors, layers)
             summary += "; %d tensors and %d layers equal onebit's" % (t, l)

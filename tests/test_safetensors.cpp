@@ -711,6 +711,8 @@ std::string float_list(const std::vector<float>& v) {
 
 }  // namespace
 
+bool same_lowbit(const onebit::lowbit_matrix& a, const onebit::lowbit_matrix& b);
+
 // scripts/check_safetensors.py reads the file this writes with numpy alone and checks it holds
 // what onebit says: the CTest test check_safetensors_python runs this case with
 // ONEBIT_PYTHON_CHECK_DIR set, then the script. Without the variable it only writes to scratch.
@@ -740,6 +742,17 @@ TEST_CASE("files for the independent Python check") {
   w.add("bytes.u8", io::dtype::U8, {2, 2}, u8.data(), 4);
   w.add("count.i64", io::dtype::I64, {2}, i64.data(), 16);
   w.add("f64", io::dtype::F64, {2}, f64.data(), 16);
+  const std::vector<float> dense = onebit_test::gaussian(3 * 40);
+  onebit::rtn_options asymmetric;
+  asymmetric.bits = 3;
+  asymmetric.group = 16;
+  onebit::rtn_options symmetric;
+  symmetric.bits = 2;
+  symmetric.symmetric = true;
+  const std::map<std::string, onebit::lowbit_matrix> lowbits = {
+      {"lowbit.w3g16", onebit::rtn(dense.data(), 3, 40, 40, asymmetric)},
+      {"lowbit.w2sym", onebit::rtn(dense.data(), 3, 40, 40, symmetric)}};
+  for (const auto& [name, m] : lowbits) w.add(name, m);
   w.set_metadata("producer", "test_safetensors");
   w.write(base + ".safetensors");
 
@@ -752,6 +765,9 @@ TEST_CASE("files for the independent Python check") {
     bool in_layer = false;
     for (const std::string& name : file.names())
       for (const char* suffix : {".W", ".g", ".h"}) in_layer = in_layer || t.name == name + suffix;
+    for (const std::string& name : file.lowbit_names())
+      for (const char* suffix : {".planes", ".scales", ".zeros"})
+        in_layer = in_layer || t.name == name + suffix;
     if (in_layer) continue;
     out << "tensor " << hex_of(t.name) << " " << io::to_string(t.type) << " ";
     for (std::size_t i = 0; i < t.shape.size(); ++i) out << (i ? "," : "") << t.shape[i];
@@ -776,10 +792,15 @@ TEST_CASE("files for the independent Python check") {
         << float_list(y) << "\n";
     CHECK(same_layer(file.load_layer(name), layers.at(name)));
   }
+  for (const std::string& name : file.lowbit_names()) {
+    const onebit::lowbit_matrix m = file.load_lowbit(name);
+    CHECK(same_lowbit(m, lowbits.at(name)));
+    std::vector<float> values(m.rows() * m.cols());
+    m.dequantize(values.data(), m.cols());
+    out << "lowbit " << hex_of(name) << " " << m.rows() << " " << m.cols() << float_list(values) << "\n";
+  }
   CHECK(out.good());
 }
-
-namespace {
 
 bool same_lowbit(const onebit::lowbit_matrix& a, const onebit::lowbit_matrix& b) {
   if (a.rows() != b.rows() || a.cols() != b.cols() || a.bits() != b.bits() ||
@@ -791,8 +812,6 @@ bool same_lowbit(const onebit::lowbit_matrix& a, const onebit::lowbit_matrix& b)
       if (a.code(r, c) != b.code(r, c)) return false;
   return true;
 }
-
-}  // namespace
 
 TEST_CASE("low-bit matrices round trip bit-identically next to OneBit layers") {
   const std::vector<float> w = onebit_test::gaussian(9 * 100);

@@ -6,18 +6,22 @@
 //     1-D, so it stays);
 //   * converted: SVID to a OneBit layer (1 bit per weight plus FP16 g and h), named after the
 //     tensor less its ".weight" suffix, so "blk.0.wq.weight" becomes "blk.0.wq.W", ".g", ".h";
+//     or RTN to a k-bit low-bit matrix ("blk.0.wq.planes", ".scales", ".zeros");
 //   * passed through: every other tensor, byte for byte, borrowed from the input (no copy until
 //     the file is written), and the input's metadata (but "format", which becomes "onebit").
 //
-// The report has, per converted layer, its shape, bits per parameter (the paper's count, and
-// the bytes it takes in the file) and relative error ‖W0 − sign(W0) ⊙ h gᵀ‖_F / ‖W0‖_F.
+// The report has, per converted layer, its shape, bits per parameter (the format's own count,
+// and what it takes in the file) and relative error ‖W0 − Ŵ‖_F / ‖W0‖_F. OneBit layers and
+// low-bit matrices already in the input stay what they are.
 #pragma once
 
 #include <onebit/io/safetensors.hpp>
+#include <onebit/quant/rtn.hpp>
 #include <onebit/quant/svid.hpp>
 
 #include <fnmatch.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -28,11 +32,13 @@
 
 namespace onebit_tools {
 
-enum class method { svid };
+// svid: a OneBit layer (1 bit per weight and FP16 g, h); rtn: a k-bit low-bit matrix.
+enum class method { svid, rtn };
 
 inline const char* to_string(method m) noexcept {
   switch (m) {
     case method::svid: return "svid";
+    case method::rtn: return "rtn";
   }
   return "?";
 }
@@ -47,6 +53,7 @@ struct convert_options {
   std::vector<std::string> exclude;
   method how = method::svid;
   onebit::svid_options svid;
+  onebit::rtn_options rtn;
   std::string strip_suffix = ".weight";
   std::string producer = "onebit-convert";
 };
@@ -55,9 +62,11 @@ struct layer_report {
   std::string tensor;  // the input tensor
   std::string layer;   // the output layer's name
   std::size_t out = 0, in = 0;
-  double bits_per_parameter = 0;       // the paper's count: out·in + 16·(in + out) bits
-  double file_bits_per_parameter = 0;  // what W (64-byte rows), g and h take in the file
-  double relative_error = 0;
+  std::string kind;                    // "onebit" or e.g. "rtn w4 g128"
+  std::uint64_t parameters = 0;        // onebit: out·in + in + out (g and h too); rtn: out·in
+  double bits_per_parameter = 0;       // the format's own count (storage_bits / parameters)
+  double file_bits_per_parameter = 0;  // what the tensors take in the file (64-byte rows)
+  double relative_error = 0;           // ‖W0 − Ŵ‖_F / ‖W0‖_F
 };
 
 struct conversion {
@@ -68,7 +77,21 @@ struct conversion {
   std::uint64_t kept_bytes = 0;
   // What the writer borrows from besides the input.
   std::deque<onebit::linear<>> storage;
+  std::deque<onebit::lowbit_matrix> lowbit_storage;
 };
+
+// ‖W0 − Ŵ‖_F / ‖W0‖_F of a low-bit matrix, in double.
+inline double relative_error(const std::vector<float>& w0, const onebit::lowbit_matrix& m) {
+  double diff = 0, norm = 0;
+  for (std::size_t r = 0; r < m.rows(); ++r)
+    for (std::size_t c = 0; c < m.cols(); ++c) {
+      const double w = w0[r * m.cols() + c];
+      const double d = w - static_cast<double>(m.dequantized(r, c));
+      diff += d * d;
+      norm += w * w;
+    }
+  return norm == 0 ? 0.0 : std::sqrt(diff / norm);
+}
 
 inline bool matches(const std::string& name, const std::vector<std::string>& patterns) {
   for (const std::string& p : patterns)
@@ -122,18 +145,37 @@ inline conversion convert(const onebit::io::safetensors_view& input, const conve
     r.out = rows;
     r.in = cols;
     try {
-      onebit::svid_result<> s = onebit::svid_with_error(w.data(), rows, cols, cols, options.svid);
-      r.relative_error = s.relative_error;
-      c.storage.push_back(std::move(s.layer));
+      if (options.how == method::svid) {
+        onebit::svid_result<> s = onebit::svid_with_error(w.data(), rows, cols, cols, options.svid);
+        r.relative_error = s.relative_error;
+        c.storage.push_back(std::move(s.layer));
+        const onebit::linear<>& layer = c.storage.back();
+        r.kind = "onebit";
+        r.parameters = static_cast<std::uint64_t>(rows) * cols + rows + cols;
+        r.bits_per_parameter = layer.bits_per_parameter();
+        r.file_bits_per_parameter = 8.0 * static_cast<double>(layer.W.bytes() + 2 * (rows + cols)) /
+                                    static_cast<double>(r.parameters);
+        c.writer.add(r.layer, layer);
+      } else {
+        c.lowbit_storage.push_back(onebit::rtn(w.data(), rows, cols, cols, options.rtn));
+        const onebit::lowbit_matrix& m = c.lowbit_storage.back();
+        r.relative_error = relative_error(w, m);
+        r.kind = "rtn w" + std::to_string(m.bits()) +
+                 (m.group() == 0 ? std::string(" row") : " g" + std::to_string(m.group())) +
+                 (m.symmetric() ? " sym" : "");
+        r.parameters = static_cast<std::uint64_t>(rows) * cols;
+        r.bits_per_parameter =
+            static_cast<double>(m.storage_bits()) / static_cast<double>(r.parameters);
+        const double groups = static_cast<double>(rows * m.groups_per_row());
+        r.file_bits_per_parameter =
+            (8.0 * static_cast<double>(m.bits()) * static_cast<double>(rows * onebit::sign_row_stride_bytes(cols)) +
+             (m.symmetric() ? 32.0 : 64.0) * groups) /
+            static_cast<double>(r.parameters);
+        c.writer.add(r.layer, m);
+      }
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + e.what());
     }
-    const onebit::linear<>& layer = c.storage.back();
-    r.bits_per_parameter = layer.bits_per_parameter();
-    const double parameters = static_cast<double>(rows * cols + rows + cols);
-    r.file_bits_per_parameter =
-        8.0 * static_cast<double>(layer.W.bytes() + 2 * (rows + cols)) / parameters;
-    c.writer.add(r.layer, layer);
     c.converted_parameters += static_cast<std::uint64_t>(rows) * cols;
     c.layers.push_back(std::move(r));
   }
@@ -144,6 +186,13 @@ inline conversion convert(const onebit::io::safetensors_view& input, const conve
       converted[static_cast<std::size_t>(t - input.tensors().data())] = true;
     c.storage.push_back(input.load_layer(name));
     c.writer.add(name, c.storage.back());
+  }
+  for (const std::string& name : input.lowbit_names()) {
+    const onebit::io::lowbit_info& m = input.lowbit_at(name);
+    for (const onebit::io::tensor_info* t : {m.planes, m.scales, m.zeros})
+      if (t != nullptr) converted[static_cast<std::size_t>(t - input.tensors().data())] = true;
+    c.lowbit_storage.push_back(input.load_lowbit(name));
+    c.writer.add(name, c.lowbit_storage.back());
   }
   for (std::size_t i = 0; i < input.tensors().size(); ++i) {
     if (converted[i]) continue;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -26,11 +27,11 @@ R"(Usage: onebit-convert [OPTION]... INPUT OUTPUT
   or:  onebit-convert --dry-run [OPTION]... INPUT
 
 Convert the linear layers of a float model, stored as safetensors (F32, F16 or BF16), to OneBit
-layers (SVID: one bit per weight plus FP16 value vectors g and h), and write them with every
-other tensor unchanged to OUTPUT, a onebit safetensors file (DESIGN.md, "On-disk format") that
-onebit::io::mapped_file serves zero-copy. A layer from tensor NAME.weight is written as NAME.W,
-NAME.g and NAME.h. OUTPUT is written to a temporary file and renamed: it is never left half
-written.
+layers (SVID: one bit per weight plus FP16 value vectors g and h) or to k-bit matrices (RTN),
+and write them with every other tensor unchanged to OUTPUT, a onebit safetensors file
+(DESIGN.md, "On-disk format") that onebit::io::mapped_file serves zero-copy. A layer from
+tensor NAME.weight is written as NAME.W, NAME.g and NAME.h (RTN: NAME.planes, NAME.scales,
+NAME.zeros). OUTPUT is written to a temporary file and renamed: it is never left half written.
 
 Options:
   -i, --include=PATTERN  convert the 2-D tensors whose names match PATTERN, a shell glob
@@ -38,9 +39,13 @@ Options:
                          Llama-family models:
                            *_proj.weight  *.attention.w[qkvo].weight  *.feed_forward.w[123].weight
   -x, --exclude=PATTERN  leave the tensors matching PATTERN as they are; may be repeated
-  -m, --method=METHOD    how to convert: svid (the only method so far; default)
+  -m, --method=METHOD    how to convert: svid (default: OneBit layers, 1 bit per weight) or
+                         rtn (round to nearest, --bits per weight)
       --rank1=svd|nmf    SVID's rank-1 factor of |W|: power iteration (svd, default) or NMF
       --iterations=N     at most N rank-1 iterations (default 100)
+  -b, --bits=K           RTN: bits per weight, 1..8 (default 4; 2..8 with --symmetric)
+  -g, --group=G          RTN: one scale and zero per G inputs (default 0: one per row)
+      --symmetric        RTN: symmetric codes, no zero points
       --suffix=SUFFIX    the suffix dropped from a tensor's name to name its layer
                          (default .weight)
   -n, --dry-run          list the tensors INPUT would have converted; write nothing
@@ -50,9 +55,10 @@ Options:
   -V, --version          print the version and exit
 
 The progress bar is shown when standard error is a terminal. The summary, on standard output,
-gives for each converted layer its shape, bits per parameter (out*in + 16*(in + out) bits over
-out*in + in + out parameters; in parentheses what its 64-byte-aligned rows take in the file) and
-relative error |W - sign(W)*h*g^T|_F / |W|_F; then the totals and the file sizes.
+gives for each converted layer its shape, bits per parameter (OneBit: out*in + 16*(in + out)
+bits over out*in + in + out parameters; RTN: k bits a weight plus 32-bit scales and zeros; in
+parentheses what its 64-byte-aligned rows take in the file) and the relative error
+|W - W'|_F / |W|_F of the stored layer W'; then the totals and the file sizes.
 
 Exit status: 0 if OUTPUT was written (or, with --dry-run, the selection is valid), 1 if the
 input could not be read or converted or the output not written, 2 for a usage error.
@@ -60,6 +66,7 @@ input could not be read or converted or the output not written, 2 for a usage er
 Example:
   onebit-convert stories260K.safetensors stories260K.onebit.safetensors
   onebit-convert -i 'model.layers.*.mlp.*' -x '*.layers.0.*' in.safetensors out.safetensors
+  onebit-convert --method=rtn --bits=2 --group=32 in.safetensors out.safetensors
 )");
 }
 
@@ -67,13 +74,23 @@ struct arguments {
   onebit_tools::convert_options options;
   std::vector<std::string> files;
   bool dry_run = false, quiet = false, progress = false;
-  bool include_given = false;
+  bool include_given = false, rtn_given = false;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr, "onebit-convert: %s\nTry 'onebit-convert --help' for more information.\n",
                message.c_str());
   std::exit(exit_usage);
+}
+
+long number(const std::string& option, const std::string& v, long low, long high) {
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0 || n < low || n > high)
+    usage_error("--" + option + " needs a whole number from " + std::to_string(low) + " to " +
+                std::to_string(high) + ", not '" + v + "'");
+  return n;
 }
 
 // Parses GNU-style options: -x VALUE, -xVALUE, --long VALUE, --long=VALUE, -- ends options.
@@ -101,7 +118,8 @@ arguments parse(int argc, char** argv) {
       }
     } else {
       static const std::pair<char, const char*> shorts[] = {
-          {'i', "include"}, {'x', "exclude"}, {'m', "method"}, {'n', "dry-run"},
+          {'i', "include"}, {'x', "exclude"}, {'m', "method"}, {'b', "bits"}, {'g', "group"},
+          {'n', "dry-run"},
           {'p', "progress"}, {'q', "quiet"}, {'h', "help"}, {'V', "version"}};
       const auto* it = std::find_if(std::begin(shorts), std::end(shorts),
                                     [&](const auto& s) { return s.first == arg[1]; });
@@ -136,8 +154,12 @@ arguments parse(int argc, char** argv) {
       a.options.exclude.push_back(take());
     } else if (name == "method") {
       const std::string m = take();
-      if (m != "svid") usage_error("unknown method '" + m + "' (known: svid)");
-      a.options.how = onebit_tools::method::svid;
+      if (m == "svid")
+        a.options.how = onebit_tools::method::svid;
+      else if (m == "rtn")
+        a.options.how = onebit_tools::method::rtn;
+      else
+        usage_error("unknown method '" + m + "' (known: svid, rtn)");
     } else if (name == "rank1") {
       const std::string m = take();
       if (m == "svd")
@@ -147,12 +169,17 @@ arguments parse(int argc, char** argv) {
       else
         usage_error("unknown rank-1 method '" + m + "' (known: svd, nmf)");
     } else if (name == "iterations") {
-      const std::string v = take();
-      char* end = nullptr;
-      const long n = std::strtol(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || n < 1 || n > 1000000)
-        usage_error("--iterations needs a whole number from 1 to 1000000, not '" + v + "'");
-      a.options.svid.max_iterations = static_cast<int>(n);
+      a.options.svid.max_iterations = static_cast<int>(number(name, take(), 1, 1000000));
+    } else if (name == "bits") {
+      a.options.rtn.bits = static_cast<int>(number(name, take(), 1, 8));
+      a.rtn_given = true;
+    } else if (name == "group") {
+      a.options.rtn.group = static_cast<std::size_t>(number(name, take(), 0, 1L << 30));
+      a.rtn_given = true;
+    } else if (name == "symmetric") {
+      flag();
+      a.options.rtn.symmetric = true;
+      a.rtn_given = true;
     } else if (name == "suffix") {
       a.options.strip_suffix = take();
     } else if (name == "dry-run") {
@@ -168,6 +195,10 @@ arguments parse(int argc, char** argv) {
       usage_error("unknown option '--" + name + "'");
     }
   }
+  if (a.rtn_given && a.options.how != onebit_tools::method::rtn)
+    usage_error("--bits, --group and --symmetric go with --method=rtn");
+  if (a.options.rtn.symmetric && a.options.rtn.bits < 2)
+    usage_error("--symmetric needs --bits of 2 or more");
   const std::size_t want = a.dry_run ? 1 : 2;
   if (a.files.size() < want)
     usage_error(a.dry_run ? "needs an INPUT file" : "needs INPUT and OUTPUT files");
@@ -227,17 +258,18 @@ int main(int argc, char** argv) {
     c.writer.write(output_path);
     if (args.quiet) return exit_ok;
 
-    std::printf("%-44s %11s %16s %10s\n", "layer", "out x in", "bits/param", "rel. error");
+    std::printf("%-40s %-12s %11s %16s %10s\n", "layer", "as", "out x in", "bits/param",
+                "rel. error");
     double error_sum = 0, paper_bits = 0;
     std::uint64_t parameters = 0;
     for (const onebit_tools::layer_report& r : c.layers) {
       const std::string shape = std::to_string(r.out) + "x" + std::to_string(r.in);
-      std::printf("%-44s %11s %6.4f (%6.3f) %10.4f\n", r.layer.c_str(), shape.c_str(),
-                  r.bits_per_parameter, r.file_bits_per_parameter, r.relative_error);
+      std::printf("%-40s %-12s %11s %6.4f (%6.3f) %10.4f\n", r.layer.c_str(), r.kind.c_str(),
+                  shape.c_str(), r.bits_per_parameter, r.file_bits_per_parameter,
+                  r.relative_error);
       error_sum += r.relative_error;
-      const std::uint64_t p = static_cast<std::uint64_t>(r.out) * r.in + r.out + r.in;
-      parameters += p;
-      paper_bits += r.bits_per_parameter * static_cast<double>(p);
+      parameters += r.parameters;
+      paper_bits += r.bits_per_parameter * static_cast<double>(r.parameters);
     }
     std::ifstream out_file(output_path, std::ios::binary | std::ios::ate);
     const double out_bytes = static_cast<double>(out_file.tellg());
