@@ -1,0 +1,754 @@
+// A small, exact Llama-2 forward pass (the one llama2.c's run.c computes), whose every linear
+// layer can be swapped for a OneBit layer or a low-bit layer running on onebit's kernels.
+//
+//   x = embedding[token]
+//   per block:  x += wo · attention(RoPE(wq·n), RoPE(wk·n), wv·n),  n = RMSNorm(x) ⊙ rms_att
+//               x += w2 · (silu(w1·n) ⊙ (w3·n)),                     n = RMSNorm(x) ⊙ rms_ffn
+//   logits = classifier · (RMSNorm(x) ⊙ rms_final)
+//
+// In float32 with the operations in run.c's order (row sums in index order, expf, sqrtf,
+// powf, RoPE frequencies 1/10000^(i/head_size) for each pair i within a head), so greedy
+// decoding reproduces run.c's text token for token. The classifier and the embedding always
+// stay in float: the layers that can be replaced are the seven matrices of every block.
+//
+// Used by examples/tinyllama.cpp, examples/tinyllama_quality.cpp and tests/test_tinyllama.cpp.
+#pragma once
+
+#include <onebit/io/llama2c.hpp>
+#include <onebit/onebit.hpp>
+
+#include <algorithm>
+#include <iterator>
+#include <random>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace llama {
+
+// A linear map y = W·x with W out x in, whatever stores W.
+class layer {
+ public:
+  virtual ~layer() = default;
+  virtual std::size_t in_features() const = 0;
+  virtual std::size_t out_features() const = 0;
+  // One row: y (out values) from x (in values).
+  virtual void forward(const float* x, float* y) const = 0;
+  // What it is, e.g. "float", "onebit", "rtn w2 g32".
+  virtual std::string kind() const = 0;
+  // Bits its weights take (value vectors, scales and zeros included).
+  virtual std::size_t storage_bits() const = 0;
+};
+
+// A float32 matrix run as run.c's matmul does: each output a float sum in index order.
+class float_layer final : public layer {
+ public:
+  float_layer(std::vector<float> w, std::size_t out, std::size_t in)
+      : w_(std::move(w)), out_(out), in_(in) {
+    if (w_.size() != out * in)
+      throw std::invalid_argument("llama::float_layer: " + std::to_string(w_.size()) +
+                                  " weights for a " + std::to_string(out) + "x" +
+                                  std::to_string(in) + " matrix");
+  }
+  std::size_t in_features() const override { return in_; }
+  std::size_t out_features() const override { return out_; }
+  void forward(const float* x, float* y) const override {
+    for (std::size_t j = 0; j < out_; ++j) {
+      const float* row = w_.data() + j * in_;
+      float sum = 0.0f;
+      for (std::size_t i = 0; i < in_; ++i) sum += row[i] * x[i];
+      y[j] = sum;
+    }
+  }
+  std::string kind() const override { return "float"; }
+  std::size_t storage_bits() const override { return 32 * w_.size(); }
+  const std::vector<float>& weights() const noexcept { return w_; }
+
+ private:
+  std::vector<float> w_;
+  std::size_t out_, in_;
+};
+
+// A OneBit layer y = ((x ⊙ g) · Wᵀ) ⊙ h, run by onebit::gemv on the fastest exact kernel.
+class onebit_layer final : public layer {
+ public:
+  explicit onebit_layer(onebit::linear<> l, std::string kind = "onebit",
+                        onebit::kernel k = onebit::kernel::automatic)
+      : layer_(std::move(l)), kind_(std::move(kind)), kernel_(k) {
+    (void)layer_.view();  // checks g and h against W
+  }
+  std::size_t in_features() const override { return layer_.in_features(); }
+  std::size_t out_features() const override { return layer_.out_features(); }
+  void forward(const float* x, float* y) const override {
+    onebit::gemv(layer_, x, y, kernel_);
+  }
+  std::string kind() const override { return kind_; }
+  std::size_t storage_bits() const override { return layer_.storage_bits(); }
+  const onebit::linear<>& linear() const noexcept { return layer_; }
+
+ private:
+  onebit::linear<> layer_;
+  std::string kind_;
+  onebit::kernel kernel_;
+};
+
+// A k-bit RTN (or any lowbit_matrix) layer run on the 1-bit kernels as k sign planes plus the
+// Σx correction (onebit::lowbit_linear).
+class lowbit_layer final : public layer {
+ public:
+  lowbit_layer(const onebit::lowbit_matrix& m, std::string kind)
+      : layer_(m), kind_(std::move(kind)), bits_(m.storage_bits()) {}
+  std::size_t in_features() const override { return layer_.in_features(); }
+  std::size_t out_features() const override { return layer_.out_features(); }
+  void forward(const float* x, float* y) const override { layer_.forward(x, y); }
+  std::string kind() const override { return kind_; }
+  std::size_t storage_bits() const override { return bits_; }
+
+ private:
+  onebit::lowbit_linear layer_;
+  std::string kind_;
+  std::size_t bits_;
+};
+
+// A layer run by any callable forward(x, y): how other layer types plug in.
+class function_layer final : public layer {
+ public:
+  function_layer(std::size_t out, std::size_t in, std::function<void(const float*, float*)> f,
+                 std::string kind, std::size_t storage_bits)
+      : out_(out), in_(in), f_(std::move(f)), kind_(std::move(kind)), bits_(storage_bits) {}
+  std::size_t in_features() const override { return in_; }
+  std::size_t out_features() const override { return out_; }
+  void forward(const float* x, float* y) const override { f_(x, y); }
+  std::string kind() const override { return kind_; }
+  std::size_t storage_bits() const override { return bits_; }
+
+ private:
+  std::size_t out_, in_;
+  std::function<void(const float*, float*)> f_;
+  std::string kind_;
+  std::size_t bits_;
+};
+
+// The seven replaceable matrices of a block, in file order.
+enum class slot { wq, wk, wv, wo, w1, w2, w3 };
+inline constexpr slot all_slots[] = {slot::wq, slot::wk, slot::wv, slot::wo,
+                                     slot::w1, slot::w2, slot::w3};
+inline const char* to_string(slot s) noexcept {
+  switch (s) {
+    case slot::wq: return "wq";
+    case slot::wk: return "wk";
+    case slot::wv: return "wv";
+    case slot::wo: return "wo";
+    case slot::w1: return "w1";
+    case slot::w2: return "w2";
+    case slot::w3: return "w3";
+  }
+  return "?";
+}
+inline bool parse_slot(const std::string& name, slot& s) noexcept {
+  for (slot t : all_slots)
+    if (name == to_string(t)) {
+      s = t;
+      return true;
+    }
+  return false;
+}
+
+using layer_ptr = std::shared_ptr<const layer>;
+
+struct block {
+  std::vector<float> rms_att, rms_ffn;  // dim each
+  layer_ptr wq, wk, wv, wo, w1, w2, w3;
+
+  layer_ptr& operator[](slot s) {
+    switch (s) {
+      case slot::wq: return wq;
+      case slot::wk: return wk;
+      case slot::wv: return wv;
+      case slot::wo: return wo;
+      case slot::w1: return w1;
+      case slot::w2: return w2;
+      case slot::w3: break;
+    }
+    return w3;
+  }
+  const layer_ptr& operator[](slot s) const {
+    switch (s) {
+      case slot::wq: return wq;
+      case slot::wk: return wk;
+      case slot::wv: return wv;
+      case slot::wo: return wo;
+      case slot::w1: return w1;
+      case slot::w2: return w2;
+      case slot::w3: break;
+    }
+    return w3;
+  }
+};
+
+struct config {
+  int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0,
+      seq_len = 0;
+  int head_size() const noexcept { return dim / n_heads; }
+  int kv_dim() const noexcept { return head_size() * n_kv_heads; }
+};
+
+// The model. Copying it shares the layers (they are immutable); replace a layer by assigning
+// blocks[l][slot]. original[l][slot] keeps the float matrices of the checkpoint.
+struct model {
+  config cfg;
+  std::vector<float> token_embedding;  // vocab x dim
+  std::vector<block> blocks;
+  std::vector<float> rms_final;   // dim
+  std::vector<float> classifier;  // vocab x dim, float always
+
+  // The float weights a layer started from (out x in, row-major) and its shape.
+  struct matrix {
+    const std::vector<float>* w;
+    std::size_t rows, cols;
+  };
+  matrix original(std::size_t l, slot s) const {
+    const auto& layer = originals_->at(l);
+    const std::size_t dim = static_cast<std::size_t>(cfg.dim),
+                      kv = static_cast<std::size_t>(cfg.kv_dim()),
+                      hidden = static_cast<std::size_t>(cfg.hidden_dim);
+    switch (s) {
+      case slot::wq: return {&layer.wq, dim, dim};
+      case slot::wk: return {&layer.wk, kv, dim};
+      case slot::wv: return {&layer.wv, kv, dim};
+      case slot::wo: return {&layer.wo, dim, dim};
+      case slot::w1: return {&layer.w1, hidden, dim};
+      case slot::w2: return {&layer.w2, dim, hidden};
+      case slot::w3: break;
+    }
+    return {&layer.w3, hidden, dim};
+  }
+
+  static model from_checkpoint(const onebit::io::llama2c_checkpoint& ck) {
+    model m;
+    const auto& c = ck.config;
+    m.cfg = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len};
+    m.token_embedding = ck.token_embedding;
+    m.rms_final = ck.rms_final;
+    m.classifier = ck.classifier();
+    m.originals_ = std::make_shared<const std::vector<onebit::io::llama2c_layer>>(ck.layers);
+    for (const auto& L : ck.layers) {
+      block b;
+      b.rms_att = L.rms_att;
+      b.rms_ffn = L.rms_ffn;
+      m.blocks.push_back(std::move(b));
+    }
+    for (std::size_t l = 0; l < m.blocks.size(); ++l)
+      for (slot s : all_slots) {
+        const matrix w = m.original(l, s);
+        m.blocks[l][s] = std::make_shared<float_layer>(*w.w, w.rows, w.cols);
+      }
+    return m;
+  }
+
+ private:
+  std::shared_ptr<const std::vector<onebit::io::llama2c_layer>> originals_;
+};
+
+// Which layers to replace: "all", or a comma-separated list of items, each a slot name
+// ("wq", all blocks), a block index ("3", all slots), or both ("3.wq"). Throws
+// std::invalid_argument on an unknown item.
+inline std::vector<std::pair<std::size_t, slot>> parse_selection(const std::string& spec,
+                                                                 std::size_t n_layers) {
+  std::vector<std::pair<std::size_t, slot>> chosen;
+  auto add = [&](std::size_t l, slot s) {
+    for (const auto& c : chosen)
+      if (c.first == l && c.second == s) return;
+    chosen.emplace_back(l, s);
+  };
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', start), spec.size());
+    const std::string item = spec.substr(start, comma - start);
+    start = comma + 1;
+    if (item.empty()) continue;
+    slot s;
+    if (item == "all") {
+      for (std::size_t l = 0; l < n_layers; ++l)
+        for (slot t : all_slots) add(l, t);
+    } else if (parse_slot(item, s)) {
+      for (std::size_t l = 0; l < n_layers; ++l) add(l, s);
+    } else {
+      const std::size_t dot = item.find('.');
+      const std::string block = item.substr(0, dot);
+      const bool digits = !block.empty() && block.size() < 6 &&
+                          block.find_first_not_of("0123456789") == std::string::npos;
+      const std::size_t l = digits ? std::stoul(block) : n_layers;
+      if (l >= n_layers)
+        throw std::invalid_argument("llama::parse_selection: '" + item +
+                                    "' is not a slot (wq wk wv wo w1 w2 w3), 'all', or a block "
+                                    "index below " + std::to_string(n_layers) + " [.slot]");
+      if (dot == std::string::npos) {
+        for (slot t : all_slots) add(l, t);
+      } else if (parse_slot(item.substr(dot + 1), s)) {
+        add(l, s);
+      } else {
+        throw std::invalid_argument("llama::parse_selection: unknown slot in '" + item + "'");
+      }
+    }
+  }
+  return chosen;
+}
+
+// Replaces the chosen layers by make(original float weights, rows, cols, block, slot).
+template <class Make>
+void replace_layers(model& m, const std::vector<std::pair<std::size_t, slot>>& chosen, Make&& make) {
+  for (const auto& [l, s] : chosen) {
+    const model::matrix w = m.original(l, s);
+    m.blocks[l][s] = make(w.w->data(), w.rows, w.cols, l, s);
+  }
+}
+
+// The OneBit layer SVID makes of a float matrix.
+inline layer_ptr svid_layer(const float* w, std::size_t rows, std::size_t cols,
+                            const onebit::svid_options& options = {}) {
+  return std::make_shared<onebit_layer>(onebit::svid(w, rows, cols, cols, options),
+                                        std::string("svid-") + onebit::to_string(options.method));
+}
+
+// The k-bit RTN layer of a float matrix, on the 1-bit kernels.
+inline layer_ptr rtn_layer(const float* w, std::size_t rows, std::size_t cols,
+                           const onebit::rtn_options& options) {
+  return std::make_shared<lowbit_layer>(
+      onebit::rtn(w, rows, cols, cols, options),
+      "rtn w" + std::to_string(options.bits) +
+          (options.group == 0 ? std::string(" row") : " g" + std::to_string(options.group)) +
+          (options.symmetric ? " sym" : ""));
+}
+
+// Called after every linear layer with its input and output: how activations are collected.
+using tap = std::function<void(std::size_t layer, slot s, const float* x, std::size_t in,
+                               const float* y, std::size_t out)>;
+
+// The KV cache and scratch of one sequence.
+struct state {
+  explicit state(const config& c)
+      : x(static_cast<std::size_t>(c.dim)), xb(x.size()), xb2(x.size()), q(x.size()),
+        hb(static_cast<std::size_t>(c.hidden_dim)), hb2(hb.size()),
+        att(static_cast<std::size_t>(c.n_heads) * static_cast<std::size_t>(c.seq_len)),
+        logits(static_cast<std::size_t>(c.vocab_size)),
+        key_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
+                  static_cast<std::size_t>(c.kv_dim())),
+        value_cache(key_cache.size()) {}
+  std::vector<float> x, xb, xb2, q, hb, hb2, att, logits, key_cache, value_cache;
+};
+
+namespace detail {
+
+inline void rmsnorm(float* o, const float* x, const float* weight, std::size_t size) {
+  float ss = 0.0f;
+  for (std::size_t j = 0; j < size; ++j) ss += x[j] * x[j];
+  ss /= static_cast<float>(size);
+  ss += 1e-5f;
+  ss = 1.0f / std::sqrt(ss);
+  for (std::size_t j = 0; j < size; ++j) o[j] = weight[j] * (ss * x[j]);
+}
+
+inline void softmax(float* x, std::size_t size) {
+  float max_val = x[0];
+  for (std::size_t i = 1; i < size; ++i)
+    if (x[i] > max_val) max_val = x[i];
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < size; ++i) {
+    x[i] = std::exp(x[i] - max_val);
+    sum += x[i];
+  }
+  for (std::size_t i = 0; i < size; ++i) x[i] /= sum;
+}
+
+inline void run(const layer& f, std::size_t l, slot s, const float* x, float* y, const tap* t) {
+  f.forward(x, y);
+  if (t != nullptr && *t) (*t)(l, s, x, f.in_features(), y, f.out_features());
+}
+
+}  // namespace detail
+
+// Logits (vocab values, in st.logits) for `token` at position `pos`, given positions < pos
+// already in st's KV cache. With `blocks` below the model's, only that many blocks run (for
+// collecting activations) and the result is null.
+inline const float* forward(const model& m, state& st, int token, int pos,
+                            const tap* observe = nullptr, std::size_t blocks = SIZE_MAX) {
+  const config& p = m.cfg;
+  if (token < 0 || token >= p.vocab_size || pos < 0 || pos >= p.seq_len)
+    throw std::invalid_argument("llama::forward: token " + std::to_string(token) +
+                                " or position " + std::to_string(pos) + " out of range");
+  const std::size_t dim = static_cast<std::size_t>(p.dim);
+  const std::size_t kv_dim = static_cast<std::size_t>(p.kv_dim());
+  const std::size_t kv_mul = static_cast<std::size_t>(p.n_heads / p.n_kv_heads);
+  const std::size_t hidden = static_cast<std::size_t>(p.hidden_dim);
+  const std::size_t head_size = static_cast<std::size_t>(p.head_size());
+  const std::size_t seq_len = static_cast<std::size_t>(p.seq_len);
+  const std::size_t upos = static_cast<std::size_t>(pos);
+  float* x = st.x.data();
+  std::memcpy(x, m.token_embedding.data() + static_cast<std::size_t>(token) * dim,
+              dim * sizeof(float));
+
+  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
+    if (l == blocks) return nullptr;
+    const block& b = m.blocks[l];
+    detail::rmsnorm(st.xb.data(), x, b.rms_att.data(), dim);
+    const std::size_t loff = l * seq_len * kv_dim;
+    float* k = st.key_cache.data() + loff + upos * kv_dim;
+    float* v = st.value_cache.data() + loff + upos * kv_dim;
+    detail::run(*b.wq, l, slot::wq, st.xb.data(), st.q.data(), observe);
+    detail::run(*b.wk, l, slot::wk, st.xb.data(), k, observe);
+    detail::run(*b.wv, l, slot::wv, st.xb.data(), v, observe);
+
+    // RoPE, as run.c: each pair (i, i+1) of every head turns by pos / 10000^(i'/head_size),
+    // i' = i mod head_size; queries over dim, keys over kv_dim.
+    for (std::size_t i = 0; i < dim; i += 2) {
+      const std::size_t head_dim = i % head_size;
+      const float freq =
+          1.0f / std::pow(10000.0f, static_cast<float>(head_dim) / static_cast<float>(head_size));
+      const float val = static_cast<float>(pos) * freq;
+      const float fcr = std::cos(val), fci = std::sin(val);
+      const int rotn = i < kv_dim ? 2 : 1;
+      for (int r = 0; r < rotn; ++r) {
+        float* vec = r == 0 ? st.q.data() : k;
+        const float v0 = vec[i], v1 = vec[i + 1];
+        vec[i] = v0 * fcr - v1 * fci;
+        vec[i + 1] = v0 * fci + v1 * fcr;
+      }
+    }
+
+    // Grouped-query attention: query head h reads key/value head h / kv_mul.
+    const float scale = std::sqrt(static_cast<float>(head_size));
+    for (std::size_t h = 0; h < static_cast<std::size_t>(p.n_heads); ++h) {
+      const float* q = st.q.data() + h * head_size;
+      float* att = st.att.data() + h * seq_len;
+      for (std::size_t t = 0; t <= upos; ++t) {
+        const float* kt = st.key_cache.data() + loff + t * kv_dim + (h / kv_mul) * head_size;
+        float score = 0.0f;
+        for (std::size_t i = 0; i < head_size; ++i) score += q[i] * kt[i];
+        att[t] = score / scale;
+      }
+      detail::softmax(att, upos + 1);
+      float* xb = st.xb.data() + h * head_size;
+      std::fill(xb, xb + head_size, 0.0f);
+      for (std::size_t t = 0; t <= upos; ++t) {
+        const float* vt = st.value_cache.data() + loff + t * kv_dim + (h / kv_mul) * head_size;
+        const float a = att[t];
+        for (std::size_t i = 0; i < head_size; ++i) xb[i] += a * vt[i];
+      }
+    }
+    detail::run(*b.wo, l, slot::wo, st.xb.data(), st.xb2.data(), observe);
+    for (std::size_t i = 0; i < dim; ++i) x[i] += st.xb2[i];
+
+    // SwiGLU FFN.
+    detail::rmsnorm(st.xb.data(), x, b.rms_ffn.data(), dim);
+    detail::run(*b.w1, l, slot::w1, st.xb.data(), st.hb.data(), observe);
+    detail::run(*b.w3, l, slot::w3, st.xb.data(), st.hb2.data(), observe);
+    for (std::size_t i = 0; i < hidden; ++i) {
+      float val = st.hb[i];
+      val *= 1.0f / (1.0f + std::exp(-val));
+      val *= st.hb2[i];
+      st.hb[i] = val;
+    }
+    detail::run(*b.w2, l, slot::w2, st.hb.data(), st.xb.data(), observe);
+    for (std::size_t i = 0; i < dim; ++i) x[i] += st.xb[i];
+  }
+
+  detail::rmsnorm(x, x, m.rms_final.data(), dim);
+  const std::size_t vocab = static_cast<std::size_t>(p.vocab_size);
+  for (std::size_t j = 0; j < vocab; ++j) {
+    const float* row = m.classifier.data() + j * dim;
+    float sum = 0.0f;
+    for (std::size_t i = 0; i < dim; ++i) sum += row[i] * x[i];
+    st.logits[j] = sum;
+  }
+  return st.logits.data();
+}
+
+// run.c's sampler: argmax at temperature 0, otherwise softmax(logits / temperature) sampled
+// with its xorshift generator, optionally restricted to the top-p nucleus.
+class sampler {
+ public:
+  explicit sampler(float temperature = 0.0f, float topp = 1.0f, std::uint64_t seed = 1)
+      : temperature_(temperature), topp_(topp), state_(seed) {}
+
+  static int argmax(const float* v, std::size_t n) {
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < n; ++i)
+      if (v[i] > v[best]) best = i;
+    return static_cast<int>(best);
+  }
+
+  // May overwrite logits with probabilities.
+  int sample(float* logits, std::size_t n) {
+    if (temperature_ == 0.0f) return argmax(logits, n);
+    for (std::size_t q = 0; q < n; ++q) logits[q] /= temperature_;
+    detail::softmax(logits, n);
+    const float coin = random_f32();
+    if (topp_ <= 0.0f || topp_ >= 1.0f) {
+      float cdf = 0.0f;
+      for (std::size_t i = 0; i < n; ++i) {
+        cdf += logits[i];
+        if (coin < cdf) return static_cast<int>(i);
+      }
+      return static_cast<int>(n - 1);
+    }
+    const float cutoff = (1.0f - topp_) / static_cast<float>(n - 1);
+    std::vector<std::pair<float, int>> kept;
+    for (std::size_t i = 0; i < n; ++i)
+      if (logits[i] >= cutoff) kept.emplace_back(logits[i], static_cast<int>(i));
+    std::stable_sort(kept.begin(), kept.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    float cumulative = 0.0f;
+    std::size_t last = kept.size() - 1;
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+      cumulative += kept[i].first;
+      if (cumulative > topp_) {
+        last = i;
+        break;
+      }
+    }
+    const float r = coin * cumulative;
+    float cdf = 0.0f;
+    for (std::size_t i = 0; i <= last; ++i) {
+      cdf += kept[i].first;
+      if (r < cdf) return kept[i].second;
+    }
+    return kept[last].second;
+  }
+
+ private:
+  float random_f32() {
+    state_ ^= state_ >> 12;
+    state_ ^= state_ << 25;
+    state_ ^= state_ >> 27;
+    const auto u = static_cast<std::uint32_t>((state_ * 0x2545F4914F6CDD1Dull) >> 32);
+    return static_cast<float>(u >> 8) / 16777216.0f;
+  }
+  float temperature_, topp_;
+  std::uint64_t state_;
+};
+
+// run.c's generation loop: the prompt (BOS alone by default) is fed in, then each next token
+// is sampled from the logits of the position before it, up to `steps` positions in all or
+// until the model produces BOS. Returns the tokens after the first prompt token.
+inline std::vector<int> generate(const model& m, sampler& s, int steps,
+                                 const std::vector<int>& prompt = {onebit::io::llama2c_tokenizer::bos}) {
+  if (prompt.empty()) throw std::invalid_argument("llama::generate: empty prompt");
+  steps = std::min(steps, m.cfg.seq_len);
+  state st(m.cfg);
+  std::vector<int> out;
+  int token = prompt[0];
+  for (int pos = 0; pos < steps; ++pos) {
+    forward(m, st, token, pos);
+    int next;
+    if (static_cast<std::size_t>(pos) + 1 < prompt.size())
+      next = prompt[static_cast<std::size_t>(pos) + 1];
+    else
+      next = s.sample(st.logits.data(), st.logits.size());
+    if (next == onebit::io::llama2c_tokenizer::bos) break;
+    out.push_back(next);
+    token = next;
+  }
+  return out;
+}
+
+// Sequences (each BOS then the model's own tokens, sampled at `temperature`) until they hold
+// at least `tokens` predicted tokens in all; each sequence runs up to seq_len positions or
+// until the model produces BOS.
+inline std::vector<std::vector<int>> sample_sequences(const model& m, std::size_t tokens,
+                                                      std::uint64_t seed,
+                                                      float temperature = 1.0f) {
+  sampler s(temperature, 1.0f, seed);
+  std::vector<std::vector<int>> seqs;
+  std::size_t total = 0;
+  while (total < tokens) {
+    std::vector<int> seq{onebit::io::llama2c_tokenizer::bos};
+    const std::vector<int> gen = generate(m, s, m.cfg.seq_len - 1);  // seq_len positions in all
+    const std::size_t take = std::min(gen.size(), tokens - total);
+    seq.insert(seq.end(), gen.begin(), gen.begin() + static_cast<std::ptrdiff_t>(take));
+    total += take;
+    if (take > 0) seqs.push_back(std::move(seq));
+  }
+  return seqs;
+}
+
+// Mean next-token cross-entropy (nats) of the model over every predicted token of the
+// sequences (teacher forcing: position t predicts token t+1).
+inline double cross_entropy(const model& m, const std::vector<std::vector<int>>& seqs,
+                            std::size_t* count = nullptr) {
+  double total = 0;
+  std::size_t n = 0;
+  state st(m.cfg);
+  for (const auto& seq : seqs)
+    for (std::size_t pos = 0; pos + 1 < seq.size(); ++pos) {
+      const float* logits = forward(m, st, seq[pos], static_cast<int>(pos));
+      const std::size_t vocab = st.logits.size();
+      double max = logits[0];
+      for (std::size_t i = 1; i < vocab; ++i) max = std::max(max, static_cast<double>(logits[i]));
+      double sum = 0;
+      for (std::size_t i = 0; i < vocab; ++i) sum += std::exp(logits[i] - max);
+      total += (max + std::log(sum)) - logits[static_cast<std::size_t>(seq[pos + 1])];
+      ++n;
+    }
+  if (count != nullptr) *count = n;
+  return n == 0 ? 0.0 : total / static_cast<double>(n);
+}
+
+// Runs the sequences through the model (teacher forcing) and calls `observe` after every
+// linear layer (of the first `blocks` blocks): how real activations are collected.
+inline void observe(const model& m, const std::vector<std::vector<int>>& seqs, const tap& t,
+                    std::size_t blocks = SIZE_MAX) {
+  state st(m.cfg);
+  for (const auto& seq : seqs)
+    for (std::size_t pos = 0; pos < seq.size(); ++pos)
+      forward(m, st, seq[pos], static_cast<int>(pos), &t, blocks);
+}
+
+// What every replaceable layer sees over a set of sequences (teacher forcing), one row per
+// token: x[block][slot] its inputs (tokens x in), y[block][slot] its outputs (tokens x out),
+// both row-major.
+struct layer_activations {
+  std::size_t tokens = 0;
+  std::vector<std::vector<std::vector<float>>> x, y;  // [block][slot index]
+  const std::vector<float>& input(std::size_t l, slot s) const {
+    return x[l][static_cast<std::size_t>(s)];
+  }
+  const std::vector<float>& output(std::size_t l, slot s) const {
+    return y[l][static_cast<std::size_t>(s)];
+  }
+};
+// Only the first `blocks` blocks run and are recorded.
+inline layer_activations collect_activations(const model& m,
+                                             const std::vector<std::vector<int>>& seqs,
+                                             bool outputs = true, std::size_t blocks = SIZE_MAX) {
+  layer_activations a;
+  a.x.assign(m.blocks.size(), std::vector<std::vector<float>>(std::size(all_slots)));
+  a.y = a.x;
+  for (const auto& seq : seqs) a.tokens += seq.size();
+  const tap record = [&](std::size_t l, slot s, const float* x, std::size_t n, const float* y,
+                         std::size_t out) {
+    auto& vx = a.x[l][static_cast<std::size_t>(s)];
+    vx.insert(vx.end(), x, x + n);
+    if (outputs) {
+      auto& vy = a.y[l][static_cast<std::size_t>(s)];
+      vy.insert(vy.end(), y, y + out);
+    }
+  };
+  observe(m, seqs, record, blocks);
+  return a;
+}
+
+// Layer-wise distillation (ALGORITHMS.md §6): fit a OneBit layer's output to the float
+// layer's output Y = X·W0ᵀ on real inputs X, by Adam through the straight-through estimator on
+// latent weights (started at sign·0.01 from `start`, SVID's layer), with g and h free.
+struct distill_options {
+  int steps = 300;          // Adam steps
+  std::size_t batch = 256;  // rows of X per step, drawn afresh each step
+  onebit::adam_options adam_W{1e-4, 0.9, 0.98, 1e-8, 0.0};       // the latent weights
+  onebit::adam_options adam_values{1e-3, 0.9, 0.98, 1e-8, 0.0};  // g and h
+  int eval_every = 25;  // measure on all of X this often; the best layer seen is returned
+  std::uint64_t seed = 1;
+};
+struct distill_report {
+  double start = 0, best = 0, last = 0;  // ‖X·Ŵᵀ − X·W0ᵀ‖² / ‖X·W0ᵀ‖² over all of X
+  int best_step = 0;
+  std::size_t flipped = 0;  // signs of the returned layer that differ from start's
+};
+
+// Fits `start` (rows = out x cols = in) to targets y (n x out) on inputs x (n x in).
+inline onebit::linear<> distill_to(const onebit::linear<>& start, const float* x, const float* y,
+                                   std::size_t n, const distill_options& o = {},
+                                   distill_report* report = nullptr) {
+  using matrix = onebit::latent_linear<float>::matrix;
+  const std::size_t rows = start.out_features(), cols = start.in_features();
+  const Eigen::Index in = static_cast<Eigen::Index>(cols), out = static_cast<Eigen::Index>(rows);
+  if (n == 0) throw std::invalid_argument("llama::distill: no calibration rows");
+  const Eigen::Map<const matrix> X(x, static_cast<Eigen::Index>(n), in);
+  const Eigen::Map<const matrix> Y0(y, static_cast<Eigen::Index>(n), out);
+  const double norm = std::max(static_cast<double>(Y0.squaredNorm()), 1e-30);
+
+  onebit::latent_linear<float> layer = onebit::latent_linear<float>::from_linear(start);
+  auto relative = [&](const onebit::latent_linear<float>& l) {
+    return static_cast<double>((l.forward(X) - Y0).squaredNorm()) / norm;
+  };
+  onebit::adam_state<float> aW(static_cast<std::size_t>(layer.W.size())),
+      ag(static_cast<std::size_t>(in)), ah(static_cast<std::size_t>(out));
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<std::size_t> pick(0, n - 1);
+  const std::size_t batch = std::min(o.batch, n);
+  matrix Xb(static_cast<Eigen::Index>(batch), in), Yb(static_cast<Eigen::Index>(batch), out),
+      dY(static_cast<Eigen::Index>(batch), out);
+
+  distill_report r;
+  r.start = r.best = r.last = relative(layer);
+  onebit::latent_linear<float> best = layer;
+  for (int step = 1; step <= o.steps; ++step) {
+    for (Eigen::Index b = 0; b < Xb.rows(); ++b) {
+      const Eigen::Index i = static_cast<Eigen::Index>(pick(rng));
+      Xb.row(b) = X.row(i);
+      Yb.row(b) = Y0.row(i);
+    }
+    const matrix Y = layer.forward(Xb);
+    onebit::mean_squared_error(Y.data(), rows, Yb.data(), rows, batch, rows, dY.data());
+    const auto grads = layer.backward(Xb, dY);
+    aW.step(layer.W.data(), grads.W.data(), o.adam_W);
+    ag.step(layer.g.data(), grads.g.data(), o.adam_values);
+    ah.step(layer.h.data(), grads.h.data(), o.adam_values);
+    if (step % o.eval_every == 0 || step == o.steps) {
+      r.last = relative(layer);
+      if (r.last < r.best) {
+        r.best = r.last;
+        r.best_step = step;
+        best = layer;
+      }
+    }
+  }
+  onebit::linear<> result = best.to_linear();
+  for (std::size_t j = 0; j < rows; ++j)
+    for (std::size_t i = 0; i < cols; ++i) r.flipped += result.W(j, i) != start.W(j, i);
+  if (report != nullptr) *report = r;
+  return result;
+}
+
+// Fits `start` to the float layer W0 (rows x cols): targets X·W0ᵀ on inputs x (n x cols).
+inline onebit::linear<> distill(const onebit::linear<>& start, const float* w0, const float* x,
+                                std::size_t n, const distill_options& o = {},
+                                distill_report* report = nullptr) {
+  using matrix = onebit::latent_linear<float>::matrix;
+  const Eigen::Index in = static_cast<Eigen::Index>(start.in_features()),
+                     out = static_cast<Eigen::Index>(start.out_features());
+  const matrix Y0 = Eigen::Map<const matrix>(x, static_cast<Eigen::Index>(n), in) *
+                    Eigen::Map<const matrix>(w0, out, in).transpose();
+  return distill_to(start, x, Y0.data(), n, o, report);
+}
+
+// The text of the greedy story in the data README (the block after "## Reference output"),
+// or "" when the README has none.
+inline std::string reference_story(const std::string& readme_path) {
+  std::ifstream in(readme_path);
+  std::string line, text;
+  bool section = false, inside = false, first = true;
+  while (std::getline(in, line)) {
+    if (!section) {
+      section = line.rfind("## Reference output", 0) == 0;
+    } else if (line.rfind("```", 0) == 0) {
+      if (inside) return text;
+      inside = true;
+    } else if (inside) {
+      if (!first) text += '\n';
+      text += line;
+      first = false;
+    }
+  }
+  return "";
+}
+
+}  // namespace llama
