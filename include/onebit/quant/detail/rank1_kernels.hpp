@@ -56,55 +56,63 @@ inline std::uint32_t abs_bits(float x) noexcept {
 }
 
 // ---------------------------------------------------------------- portable
-// Blocks of 16 independent lanes: a constant trip count the compiler vectorises at -O2
-// whatever its cost model, with no reassociation of any one sum.
+// Blocks of 16 independent lanes: loops of constant trip count the compiler vectorises at -O2
+// whatever its cost model, with no reassociation of any one sum; the tail (n % 16, known to be
+// below 16) goes through the same lanes.
 
 inline row_scan scan_portable(const float* x, std::size_t n, float scale,
                               unsigned char* signs) noexcept {
-  std::uint32_t mx[16] = {};
-  float mn[16], sq[16] = {};
+  // All in float so that it vectorises: inf or NaN makes v − v a NaN, which the sum `bad`
+  // keeps; the max of |v| is then only taken over finite values.
+  float mx[16] = {}, bad[16] = {}, mn[16], sq[16] = {};
   for (float& m : mn) m = n != 0 ? x[0] : 0.0f;
-  std::size_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    ONEBIT_UNROLL
-    for (int t = 0; t < 16; ++t) {
-      const float v = x[c + t];
-      const std::uint32_t a = abs_bits(v);
+  auto lanes = [&](const float* p, std::size_t count) {
+    for (std::size_t t = 0; t < count; ++t) {
+      const float v = p[t], a = std::fabs(v), s = v * scale;
+      bad[t] += v - v;
       mx[t] = a > mx[t] ? a : mx[t];
       mn[t] = v < mn[t] ? v : mn[t];
-      const float s = v * scale;
       sq[t] += s * s;
     }
-    if (signs != nullptr) {
-      unsigned lo = 0, hi = 0;
-      for (int t = 0; t < 8; ++t) lo |= static_cast<unsigned>(x[c + t] < 0.0f) << t;
-      for (int t = 0; t < 8; ++t) hi |= static_cast<unsigned>(x[c + 8 + t] < 0.0f) << t;
-      signs[c / 8] = static_cast<unsigned char>(lo);
-      signs[c / 8 + 1] = static_cast<unsigned char>(hi);
+  };
+  const std::size_t blocks = n / 16, tail = n % 16;
+  for (std::size_t k = 0; k < blocks; ++k) lanes(x + 16 * k, 16);
+  lanes(x + 16 * blocks, tail);
+  if (signs != nullptr) {
+    const std::size_t bytes = n / 8, rest = n % 8;
+    for (std::size_t byte = 0; byte < bytes; ++byte) {
+      // Eight 0/1 bytes gathered into one: in b · 0x0102040810204080 byte i lands on bit
+      // 56 + i with no carries (every product term is a distinct bit).
+#if ONEBIT_X86 && defined(__SSE2__)
+      // SSE is part of x86-64: four signs per compare and movemask.
+      const __m128 zero = _mm_setzero_ps();
+      const int lo = _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(x + 8 * byte), zero));
+      const int hi = _mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(x + 8 * byte + 4), zero));
+      signs[byte] = static_cast<unsigned char>(lo | (hi << 4));
+#else
+      unsigned char negative[8];
+      for (unsigned t = 0; t < 8; ++t) negative[t] = x[8 * byte + t] < 0.0f;
+      std::uint64_t b = 0;
+      for (unsigned t = 0; t < 8; ++t) b |= static_cast<std::uint64_t>(negative[t]) << (8 * t);
+      signs[byte] = static_cast<unsigned char>((b * 0x0102040810204080ull) >> 56);
+#endif
     }
-  }
-  for (std::size_t i = c; i < n; ++i) {
-    const float v = x[i];
-    const std::uint32_t a = abs_bits(v);
-    mx[0] = a > mx[0] ? a : mx[0];
-    mn[0] = v < mn[0] ? v : mn[0];
-    const float s = v * scale;
-    sq[0] += s * s;
-  }
-  if (signs != nullptr && c < n) {
-    for (std::size_t byte = c / 8; byte < (n + 7) / 8; ++byte) {
+    if (rest != 0) {
       unsigned bits = 0;
-      for (std::size_t t = 0; t < 8 && byte * 8 + t < n; ++t)
-        bits |= static_cast<unsigned>(x[byte * 8 + t] < 0.0f) << t;
-      signs[byte] = static_cast<unsigned char>(bits);
+      for (std::size_t t = 0; t < rest; ++t)
+        bits |= static_cast<unsigned>(x[8 * bytes + t] < 0.0f) << t;
+      signs[bytes] = static_cast<unsigned char>(bits);
     }
   }
   row_scan r;
   r.min = mn[0];
+  float m = 0, b = 0;
   for (int t = 0; t < 16; ++t) {
-    r.max_abs_bits = mx[t] > r.max_abs_bits ? mx[t] : r.max_abs_bits;
+    m = mx[t] > m ? mx[t] : m;
+    b += bad[t];
     r.min = mn[t] < r.min ? mn[t] : r.min;
   }
+  r.max_abs_bits = b == 0.0f ? abs_bits(m) : 0x7fc00000u;
   for (int w = 8; w >= 1; w /= 2)
     for (int t = 0; t < w; ++t) sq[t] += sq[t + w];
   r.sum_squares = sq[0];
@@ -115,47 +123,39 @@ template <bool Scaled>
 inline float fused_portable(const float* x, std::size_t n, const float* v, float* acc,
                             float coef, float scale) noexcept {
   float s[16] = {};
-  std::size_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    ONEBIT_UNROLL
-    for (int t = 0; t < 16; ++t) {
-      float a = std::fabs(x[c + t]);
+  const std::size_t blocks = n / 16, tail = n % 16;
+  auto dot = [&](const float* p, const float* q, std::size_t count) {
+    for (std::size_t t = 0; t < count; ++t) {
+      float a = std::fabs(p[t]);
       if constexpr (Scaled) a *= scale;
-      s[t] += a * v[c + t];
+      s[t] += a * q[t];
     }
-  }
-  for (std::size_t i = c; i < n; ++i) {
-    float a = std::fabs(x[i]);
-    if constexpr (Scaled) a *= scale;
-    s[i - c] += a * v[i];
-  }
+  };
+  for (std::size_t k = 0; k < blocks; ++k) dot(x + 16 * k, v + 16 * k, 16);
+  dot(x + 16 * blocks, v + 16 * blocks, tail);
   for (int w = 8; w >= 1; w /= 2)
     for (int t = 0; t < w; ++t) s[t] += s[t + w];
   const float t_row = s[0] * coef;
   const float k = Scaled ? t_row * scale : t_row;
-  c = 0;
-  for (; c + 16 <= n; c += 16) {
-    ONEBIT_UNROLL
-    for (int t = 0; t < 16; ++t) acc[c + t] += k * std::fabs(x[c + t]);
-  }
-  for (std::size_t i = c; i < n; ++i) acc[i] += k * std::fabs(x[i]);
+  auto axpy = [&](const float* p, float* out, std::size_t count) {
+    for (std::size_t t = 0; t < count; ++t) out[t] += k * std::fabs(p[t]);
+  };
+  for (std::size_t b = 0; b < blocks; ++b) axpy(x + 16 * b, acc + 16 * b, 16);
+  axpy(x + 16 * blocks, acc + 16 * blocks, tail);
   return t_row;
 }
 
 inline float residual_portable(const float* x, std::size_t n, const float* g, float h) noexcept {
   float s[16] = {};
-  std::size_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    ONEBIT_UNROLL
-    for (int t = 0; t < 16; ++t) {
-      const float d = std::fabs(x[c + t]) - h * g[c + t];
+  auto lanes = [&](const float* p, const float* q, std::size_t count) {
+    for (std::size_t t = 0; t < count; ++t) {
+      const float d = std::fabs(p[t]) - h * q[t];
       s[t] += d * d;
     }
-  }
-  for (std::size_t i = c; i < n; ++i) {
-    const float d = std::fabs(x[i]) - h * g[i];
-    s[i - c] += d * d;
-  }
+  };
+  const std::size_t blocks = n / 16, tail = n % 16;
+  for (std::size_t k = 0; k < blocks; ++k) lanes(x + 16 * k, g + 16 * k, 16);
+  lanes(x + 16 * blocks, g + 16 * blocks, tail);
   for (int w = 8; w >= 1; w /= 2)
     for (int t = 0; t < w; ++t) s[t] += s[t + w];
   return s[0];
