@@ -7,7 +7,10 @@
 # It starts from the committed seed corpus fuzz/corpus (read only) and keeps what it finds new
 # in build-fuzz/corpus, so a later run goes on from there. A finding (crash, sanitizer report,
 # timeout, mismatch) stops the run; the input is saved under build-fuzz/artifacts/ and the script
-# exits 1. Exit codes: 0 no finding, 1 a finding, 2 bad usage or no clang/libFuzzer.
+# exits 1. Exit codes: 0 no finding, 1 a finding, 2 bad usage or no clang/libFuzzer. Every
+# input runs in about a millisecond; the 30 s timeout per input is generous so that a loaded
+# machine (a niced run starved by builds once took 10 s of wall time for a 1 ms input) does not
+# report a false hang.
 # Environment: ONEBIT_FUZZ_BUILD (default build-fuzz), CXX_FUZZ (default: clang++ found on PATH).
 set -euo pipefail
 
@@ -46,7 +49,7 @@ fi
 echo "fuzz: built in $((SECONDS - build_start))s; running for ${seconds}s"
 
 status=0
-"$build/fuzz_safetensors" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+"$build/fuzz_safetensors" -max_total_time="$seconds" -max_len=4096 -timeout=30 \
   -rss_limit_mb=2048 -dict=fuzz/safetensors.dict -artifact_prefix="$build/artifacts/" \
   -print_final_stats=1 "$build/corpus" fuzz/corpus >"$build/fuzz.log" 2>&1 || status=$?
 runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$build/fuzz.log" | grep -o '[0-9]*$' || true)
