@@ -173,16 +173,27 @@ class lowbit_matrix {
 
   // Row r's codes (cols bytes) into the planes.
   void set_row_codes(std::size_t r, const std::uint8_t* q) noexcept {
-    const std::size_t words = (cols_ + 63) / 64;
+    const std::size_t full = cols_ / 64, tail = cols_ % 64;
     for (int b = 0; b < bits_; ++b) {
       std::uint64_t* dst = planes_[static_cast<std::size_t>(b)].row(r);
-      for (std::size_t w = 0; w < words; ++w) {
-        const std::size_t n = cols_ - w * 64 < 64 ? cols_ - w * 64 : 64;
-        const std::uint8_t* src = q + w * 64;
+      for (std::size_t w = 0; w < full; ++w) {
         std::uint64_t word = 0;
-        for (std::size_t t = 0; t < n; ++t)
-          word |= static_cast<std::uint64_t>((src[t] >> b) & 1u) << t;
+        for (unsigned byte = 0; byte < 8; ++byte) {
+          // Eight codes' bit b as 0/1 bytes; times 0x0102040810204080, byte i lands on bit
+          // 56 + i with no carries.
+          std::uint64_t lanes = 0;
+          const std::uint8_t* src = q + w * 64 + byte * 8;
+          for (unsigned t = 0; t < 8; ++t)
+            lanes |= static_cast<std::uint64_t>((src[t] >> b) & 1u) << (8 * t);
+          word |= ((lanes * 0x0102040810204080ull) >> 56) << (8 * byte);
+        }
         dst[w] = word;
+      }
+      if (tail != 0) {
+        std::uint64_t word = 0;
+        for (std::size_t t = 0; t < tail; ++t)
+          word |= static_cast<std::uint64_t>((q[full * 64 + t] >> b) & 1u) << t;
+        dst[full] = word;
       }
     }
   }

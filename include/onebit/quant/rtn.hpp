@@ -34,6 +34,8 @@
 
 #include <Eigen/Core>
 
+#include "../cpu.hpp"
+#include "../detail/target.hpp"
 #include "../half.hpp"
 #include "detail/bfloat16.hpp"
 #include "detail/matrix_source.hpp"
@@ -78,18 +80,57 @@ inline rtn_group rtn_parameters(const float* w, std::size_t n, int bits, bool sy
   return p;
 }
 
-inline unsigned rtn_code(float w, rtn_group p, int bits, bool symmetric) noexcept {
-  const double r = std::nearbyint(static_cast<double>(w) / static_cast<double>(p.s));
-  double q;
-  if (symmetric) {
-    const double m = static_cast<double>((1 << (bits - 1)) - 1);
-    q = (r < -m ? -m : r > m ? m : r) + static_cast<double>(p.z);
-  } else {
-    const double top = static_cast<double>((1 << bits) - 1);
-    q = r + static_cast<double>(p.z);
-    q = q < 0.0 ? 0.0 : q > top ? top : q;
+// The codes of one group into q, and the smallest and largest code. One body, compiled twice:
+// on x86-64 without SSE4.1 std::nearbyint is a library call per weight; in the SSE4.1 region
+// both compilers inline it as roundsd (round to nearest even, no exception).
+struct code_range {
+  unsigned lo, hi;
+};
+// Always inlined, so that each wrapper below compiles it for its own instruction set.
+template <bool Symmetric>
+__attribute__((always_inline)) inline code_range rtn_codes_body(const float* w, std::size_t n, rtn_group p, int bits,
+                          std::uint8_t* q) noexcept {
+  const double s = p.s, z = p.z;
+  // Symmetric: clamp round(w/s) to ±m, then add z; asymmetric: add z, then clamp to [0, top].
+  const double m = static_cast<double>((1 << (bits - 1)) - 1);
+  const double lo = Symmetric ? -m : 0.0, hi = Symmetric ? m : static_cast<double>((1 << bits) - 1);
+  const double before = Symmetric ? 0.0 : z, after = Symmetric ? z : 0.0;
+  code_range range{255, 0};
+  for (std::size_t i = 0; i < n; ++i) {
+    double code = std::nearbyint(static_cast<double>(w[i]) / s) + before;
+    code = (code < lo ? lo : code > hi ? hi : code) + after;
+    const unsigned c = static_cast<unsigned>(code);
+    q[i] = static_cast<std::uint8_t>(c);
+    range.lo = c < range.lo ? c : range.lo;
+    range.hi = c > range.hi ? c : range.hi;
   }
-  return static_cast<unsigned>(q);
+  return range;
+}
+
+template <bool Symmetric>
+code_range rtn_codes_portable(const float* w, std::size_t n, rtn_group p, int bits,
+                              std::uint8_t* q) noexcept {
+  return rtn_codes_body<Symmetric>(w, n, p, bits, q);
+}
+
+using rtn_codes_fn = code_range (*)(const float*, std::size_t, rtn_group, int,
+                                    std::uint8_t*) noexcept;
+
+#if ONEBIT_X86
+ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_SSE41)
+template <bool Symmetric>
+code_range rtn_codes_sse41(const float* w, std::size_t n, rtn_group p, int bits,
+                           std::uint8_t* q) noexcept {
+  return rtn_codes_body<Symmetric>(w, n, p, bits, q);
+}
+ONEBIT_TARGET_END
+#endif
+
+inline rtn_codes_fn rtn_codes_for_this_cpu(bool symmetric) noexcept {
+#if ONEBIT_X86
+  if (supports(isa::sse41)) return symmetric ? &rtn_codes_sse41<true> : &rtn_codes_sse41<false>;
+#endif
+  return symmetric ? &rtn_codes_portable<true> : &rtn_codes_portable<false>;
 }
 
 template <class T>
@@ -103,6 +144,7 @@ lowbit_matrix rtn_run(const T* w, std::size_t rows, std::size_t cols, std::size_
   float* zeros = lowbit_access::zeros(m);
   row_reader<T> reader(w, cols, row_stride);
   std::vector<std::uint8_t> q(cols);
+  const rtn_codes_fn codes = rtn_codes_for_this_cpu(o.symmetric);
   for (std::size_t r = 0; r < rows; ++r) {
     const float* x = reader.row(r);
     for (std::size_t c = 0; c < cols; ++c)
@@ -116,14 +158,8 @@ lowbit_matrix rtn_run(const T* w, std::size_t rows, std::size_t cols, std::size_
                                     " matrix: " + what);
       };
       if (!std::isfinite(p.s)) fail("its range overflows float");
-      unsigned lo = 255, hi = 0;
-      for (std::size_t i = 0; i < n; ++i) {
-        const unsigned code = rtn_code(x[c0 + i], p, o.bits, o.symmetric);
-        q[c0 + i] = static_cast<std::uint8_t>(code);
-        lo = code < lo ? code : lo;
-        hi = code > hi ? code : hi;
-      }
-      for (unsigned code : {lo, hi})
+      const code_range range = codes(x + c0, n, p, o.bits, q.data() + c0);
+      for (unsigned code : {range.lo, range.hi})
         if (!std::isfinite(static_cast<float>(static_cast<double>(p.s) *
                                               (code - static_cast<double>(p.z)))))
           fail("a dequantised value overflows float");
