@@ -650,11 +650,12 @@ inline layer_activations collect_activations(const model& m,
 // layer's output Y = X·W0ᵀ on real inputs X, by Adam through the straight-through estimator on
 // latent weights (started at sign·0.01 from `start`, SVID's layer), with g and h free.
 struct distill_options {
-  int steps = 300;          // Adam steps
+  int steps = 600;          // Adam steps
   std::size_t batch = 256;  // rows of X per step, drawn afresh each step
   onebit::adam_options adam_W{1e-4, 0.9, 0.98, 1e-8, 0.0};       // the latent weights
   onebit::adam_options adam_values{1e-3, 0.9, 0.98, 1e-8, 0.0};  // g and h
   int eval_every = 25;  // measure on all of X this often; the best layer seen is returned
+  bool cosine = true;   // learning rates decay as (1 + cos(π·t/steps))/2 (OneBit's schedule)
   std::uint64_t seed = 1;
 };
 struct distill_report {
@@ -699,9 +700,15 @@ inline onebit::linear<> distill_to(const onebit::linear<>& start, const float* x
     const matrix Y = layer.forward(Xb);
     onebit::mean_squared_error(Y.data(), rows, Yb.data(), rows, batch, rows, dY.data());
     const auto grads = layer.backward(Xb, dY);
-    aW.step(layer.W.data(), grads.W.data(), o.adam_W);
-    ag.step(layer.g.data(), grads.g.data(), o.adam_values);
-    ah.step(layer.h.data(), grads.h.data(), o.adam_values);
+    onebit::adam_options step_W = o.adam_W, step_values = o.adam_values;
+    if (o.cosine) {
+      const double decay = 0.5 * (1.0 + std::cos(3.14159265358979323846 * (step - 1) / o.steps));
+      step_W.learning_rate *= decay;
+      step_values.learning_rate *= decay;
+    }
+    aW.step(layer.W.data(), grads.W.data(), step_W);
+    ag.step(layer.g.data(), grads.g.data(), step_values);
+    ah.step(layer.h.data(), grads.h.data(), step_values);
     if (step % o.eval_every == 0 || step == o.steps) {
       r.last = relative(layer);
       if (r.last < r.best) {
@@ -728,6 +735,68 @@ inline onebit::linear<> distill(const onebit::linear<>& start, const float* w0, 
   const matrix Y0 = Eigen::Map<const matrix>(x, static_cast<Eigen::Index>(n), in) *
                     Eigen::Map<const matrix>(w0, out, in).transpose();
   return distill_to(start, x, Y0.data(), n, o, report);
+}
+
+// Distilling a whole model from SVID, layer by layer. The variants differ in the data:
+enum class distill_variant {
+  fp32_inputs,     // ALGORITHMS §6 as written: inputs the FP32 model feeds each layer, targets
+                   // the float layer's outputs on them; every layer independent
+  student_inputs,  // block by block in model order: inputs from the model whose earlier layers
+                   // are already distilled, targets the float layer's outputs on those inputs
+  student_inputs_teacher_targets  // the same inputs, targets the FP32 model's own outputs of
+                                  // the layer (so a layer also makes up for earlier errors)
+};
+inline const char* to_string(distill_variant v) noexcept {
+  switch (v) {
+    case distill_variant::fp32_inputs: return "layer-wise on FP32 activations";
+    case distill_variant::student_inputs: return "sequential on the 1-bit model's activations";
+    case distill_variant::student_inputs_teacher_targets: return "sequential, FP32-model targets";
+  }
+  return "?";
+}
+
+struct distill_summary {
+  double start = 0, best = 0;  // sums over layers of sqrt(relative squared output error)
+  std::size_t layers = 0, flipped = 0;
+};
+
+// Every replaceable layer of `fp32` as a OneBit layer: SVID, then distill_to on calibration
+// sequences `calib`. `teacher` is collect_activations(fp32, calib) (with outputs for the
+// teacher-targets variant). Layer (l, s) draws its minibatches with seed o.seed + 7l + s.
+inline model distill_model(const model& fp32, const std::vector<std::vector<int>>& calib,
+                           const layer_activations& teacher, distill_variant v,
+                           const distill_options& o, distill_summary* summary = nullptr) {
+  model m = fp32;
+  distill_summary sum;
+  // Stages whose inputs do not depend on each other: q, k, v share theirs, w1 and w3 too.
+  const std::vector<std::vector<slot>> stages{{slot::wq, slot::wk, slot::wv}, {slot::wo},
+                                              {slot::w1, slot::w3}, {slot::w2}};
+  for (std::size_t l = 0; l < m.blocks.size(); ++l)
+    for (const auto& stage : stages) {
+      layer_activations student;
+      if (v != distill_variant::fp32_inputs)
+        student = collect_activations(m, calib, false, l + 1);
+      const layer_activations& inputs = v == distill_variant::fp32_inputs ? teacher : student;
+      for (slot s : stage) {
+        const auto w = fp32.original(l, s);
+        const onebit::linear<> init = onebit::svid(w.w->data(), w.rows, w.cols, w.cols);
+        distill_options d = o;
+        d.seed = o.seed + 7 * l + static_cast<std::size_t>(s);
+        distill_report r;
+        const float* x = inputs.input(l, s).data();
+        onebit::linear<> trained =
+            v == distill_variant::student_inputs_teacher_targets
+                ? distill_to(init, x, teacher.output(l, s).data(), inputs.tokens, d, &r)
+                : distill(init, w.w->data(), x, inputs.tokens, d, &r);
+        sum.start += std::sqrt(r.start);
+        sum.best += std::sqrt(r.best);
+        sum.flipped += r.flipped;
+        ++sum.layers;
+        m.blocks[l][s] = std::make_shared<onebit_layer>(std::move(trained), "svid+distill");
+      }
+    }
+  if (summary != nullptr) *summary = sum;
+  return m;
 }
 
 // The text of the greedy story in the data README (the block after "## Reference output"),

@@ -62,6 +62,7 @@ options parse(int argc, char** argv) {
     else if (a == "--lr-w") o.distill.adam_W.learning_rate = std::stod(value());
     else if (a == "--lr-values") o.distill.adam_values.learning_rate = std::stod(value());
     else if (a == "--seed") o.seed = std::stoull(value());
+    else if (a == "--constant-lr") o.distill.cosine = false;
     else if (a == "--help" || a == "-h") usage("help");
     else usage(("unknown option " + a).c_str());
   }
@@ -77,63 +78,6 @@ std::size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) 
   std::size_t n = 0;
   while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
   return n;
-}
-
-// How the distillation data are made. In all three the layer starts from SVID and is fitted
-// by Adam through the STE (llama::distill_to).
-enum class variant {
-  fp32_inputs,     // ALGORITHMS §6 as written: inputs the FP32 model feeds the layer, targets
-                   // the float layer's outputs on them; all layers independent
-  student_inputs,  // block by block in model order: inputs from the model whose earlier layers
-                   // are already distilled, targets the float layer's outputs on those inputs
-  student_inputs_teacher_targets  // the same inputs, targets the FP32 model's own outputs of
-                                  // the layer (so a layer also makes up for earlier errors)
-};
-const char* to_string(variant v) {
-  switch (v) {
-    case variant::fp32_inputs: return "layer-wise on FP32 activations";
-    case variant::student_inputs: return "sequential on the 1-bit model's activations";
-    case variant::student_inputs_teacher_targets: return "sequential, FP32-model targets";
-  }
-  return "?";
-}
-
-struct distill_summary {
-  double start = 0, best = 0;  // sums over layers of sqrt(relative squared error)
-  std::size_t flipped = 0;
-};
-
-llama::model distill_model(const llama::model& fp32, const std::vector<std::vector<int>>& calib,
-                           const llama::layer_activations& teacher, variant v, const options& o,
-                           distill_summary& sum) {
-  using llama::slot;
-  llama::model m = fp32;
-  // Stages whose inputs do not depend on each other: q, k, v share theirs, w1 and w3 too.
-  const std::vector<std::vector<slot>> stages{{slot::wq, slot::wk, slot::wv}, {slot::wo},
-                                              {slot::w1, slot::w3}, {slot::w2}};
-  for (std::size_t l = 0; l < m.blocks.size(); ++l)
-    for (const auto& stage : stages) {
-      llama::layer_activations student;
-      if (v != variant::fp32_inputs) student = llama::collect_activations(m, calib, false, l + 1);
-      const llama::layer_activations& inputs = v == variant::fp32_inputs ? teacher : student;
-      for (slot s : stage) {
-        const auto w = fp32.original(l, s);
-        const onebit::linear<> init = onebit::svid(w.w->data(), w.rows, w.cols, w.cols);
-        llama::distill_options d = o.distill;
-        d.seed = o.seed + 100 + l * 7 + static_cast<std::size_t>(s);
-        llama::distill_report r;
-        const float* x = inputs.input(l, s).data();
-        onebit::linear<> trained =
-            v == variant::student_inputs_teacher_targets
-                ? llama::distill_to(init, x, teacher.output(l, s).data(), inputs.tokens, d, &r)
-                : llama::distill(init, w.w->data(), x, inputs.tokens, d, &r);
-        sum.start += std::sqrt(r.start);
-        sum.best += std::sqrt(r.best);
-        sum.flipped += r.flipped;
-        m.blocks[l][s] = std::make_shared<llama::onebit_layer>(std::move(trained), "svid+distill");
-      }
-    }
-  return m;
 }
 
 }  // namespace
@@ -180,25 +124,28 @@ int main(int argc, char** argv) {
     rows.push_back({std::string("1-bit SVID (") + onebit::to_string(method) + ")", std::move(m)});
   }
 
-  // Layer-wise distillation from SVID (svd), three ways (see distill_model).
+  // Distillation from SVID (svd), three ways (llama::distill_variant).
   {
     const llama::layer_activations teacher = llama::collect_activations(fp32, calib);
-    for (variant v : {variant::fp32_inputs, variant::student_inputs, variant::student_inputs_teacher_targets}) {
+    for (auto v : {llama::distill_variant::fp32_inputs, llama::distill_variant::student_inputs,
+                   llama::distill_variant::student_inputs_teacher_targets}) {
       const auto t1 = std::chrono::steady_clock::now();
-      distill_summary sum;
-      llama::model m = distill_model(fp32, calib, teacher, v, o, sum);
+      llama::distill_options d = o.distill;
+      d.seed = o.seed + 100;
+      llama::distill_summary sum;
+      llama::model m = llama::distill_model(fp32, calib, teacher, v, d, &sum);
       std::printf("distillation, %s: relative output error on the calibration tokens %.4f (SVID) "
                   "-> %.4f (mean of %zu layers); %zu of %zu signs flipped; %.1f s\n",
-                  to_string(v), sum.start / static_cast<double>(all.size()),
-                  sum.best / static_cast<double>(all.size()), all.size(), sum.flipped, weights,
+                  to_string(v), sum.start / static_cast<double>(sum.layers),
+                  sum.best / static_cast<double>(sum.layers), sum.layers, sum.flipped, weights,
                   seconds_since(t1));
       rows.push_back({std::string("1-bit SVID + distillation, ") + to_string(v), std::move(m)});
     }
-    std::printf("  (each layer: %d Adam steps of %zu rows, lr W %g, g/h %g, betas %g/%g; the best "
+    std::printf("  (each layer: %d Adam steps of %zu rows, lr W %g, g/h %g%s, betas %g/%g; the best "
                 "of every %d steps on all calibration rows is kept)\n\n",
                 o.distill.steps, o.distill.batch, o.distill.adam_W.learning_rate,
-                o.distill.adam_values.learning_rate, o.distill.adam_W.beta1,
-                o.distill.adam_W.beta2, o.distill.eval_every);
+                o.distill.adam_values.learning_rate, o.distill.cosine ? " with cosine decay" : "",
+                o.distill.adam_W.beta1, o.distill.adam_W.beta2, o.distill.eval_every);
   }
 
   for (std::size_t group : {std::size_t{0}, std::size_t{32}})
@@ -226,6 +173,18 @@ int main(int argc, char** argv) {
                 static_cast<double>(bits) / static_cast<double>(weights), ce, std::exp(ce),
                 ce - reference, common_prefix(tokens, story), story.size());
     std::fflush(stdout);
+  }
+
+  // Where 1 bit hurts: SVID on one kind of layer only, the rest float32.
+  std::printf("\n| only these layers 1-bit (SVID), the rest FP32 | layers | cross-entropy | vs FP32 |\n");
+  std::printf("| --- | --- | --- | --- |\n");
+  for (const char* spec : {"wq", "wk", "wv", "wo", "w1", "w2", "w3", "wq,wk,wv,wo", "w1,w2,w3"}) {
+    llama::model m = fp32;
+    const auto chosen = llama::parse_selection(spec, fp32.blocks.size());
+    llama::replace_layers(m, chosen, [](const float* w, std::size_t r, std::size_t c, std::size_t,
+                                        llama::slot) { return llama::svid_layer(w, r, c); });
+    const double ce = llama::cross_entropy(m, eval);
+    std::printf("| %s | %zu | %.4f | %+.4f |\n", spec, chosen.size(), ce, ce - reference);
   }
   std::printf("\n%.1f s in all\n", seconds_since(t0));
   return 0;
