@@ -78,13 +78,14 @@ inline constexpr const char* format_name = "onebit";
 inline constexpr int format_version = 1;
 inline constexpr const char* layout_name = "signs-rowmajor-lsb1neg-rows64";
 
-// A file that cannot be read as what it claims to be: `file`, the `tensor` (empty when the
-// problem is with the file as a whole) and the `field` (e.g. "data_offsets", "dtype", "shape",
-// "header length", "__metadata__[\"format\"]") that is wrong.
-class error : public std::runtime_error {
+// A file that cannot be read as what it claims to be (or cannot be opened, mapped or written):
+// `file`, the `tensor` (empty when the problem is with the file as a whole) and the `field`
+// (e.g. "data_offsets", "dtype", "shape", "header length", "__metadata__[\"format\"]") that is
+// wrong. A std::invalid_argument, as all bad input to onebit is.
+class error : public std::invalid_argument {
  public:
   error(std::string file, std::string tensor, std::string field, const std::string& problem)
-      : std::runtime_error(message(file, tensor, field, problem)),
+      : std::invalid_argument(message(file, tensor, field, problem)),
         file_(std::move(file)),
         tensor_(std::move(tensor)),
         field_(std::move(field)) {}
