@@ -216,9 +216,9 @@ inline void packed_batch_tile(const detail::gemm_args& g, std::size_t first, std
   for (std::size_t c0 = 0; c0 < n_chunks; c0 += tile) {
     const std::size_t c1 = n_chunks - c0 < tile ? n_chunks : c0 + tile;
     std::size_t block = first;
-    if constexpr (B == 1)
+    if constexpr (B <= 2)
       for (; block + 4 <= last; block += 4)
-        packed_tile<4, 1>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
+        packed_tile<4, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
     for (; block + 2 <= last; block += 2)
       packed_tile<2, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0, c1 == n_chunks);
     if (block < last)
@@ -243,7 +243,7 @@ inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
       keep[blk - first] = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
     }
     std::size_t b = 0;
-    for (; b + 4 <= g.batch; b += 4) packed_batch_tile<4>(g, first, last, b, keep);
+    for (; b + 2 <= g.batch; b += 2) packed_batch_tile<2>(g, first, last, b, keep);
     if (g.batch - b >= 2) {
       packed_batch_tile<2>(g, first, last, b, keep);
       b += 2;
