@@ -3,7 +3,7 @@
 // full-precision model generates itself.
 //
 //   tinyllama_quality [--data DIR] [--eval-tokens N] [--calib-tokens N] [--steps N]
-//                     [--batch N] [--lr-w X] [--lr-values X] [--seed N]
+//                     [--batch N] [--lr-w X] [--lr-values X] [--constant-lr] [--seed N]
 //
 // The model is tinyllamas stories260K (shared/data/tinyllamas). Every linear layer of every
 // block (wq wk wv wo w1 w2 w3: 35 matrices, 227,328 weights) is replaced; the token embedding,
@@ -11,8 +11,15 @@
 //
 // Evaluation text: sequences the FP32 model samples (temperature 1, no top-p) from BOS, seed
 // --seed, until N predicted tokens; every model is scored on the same tokens (teacher forcing).
-// Distillation data: other sequences sampled the same way with another seed; the inputs each
-// layer sees in the FP32 model on them, and the FP32 layer's outputs as targets.
+// Distillation data: other sequences sampled the same way with another seed. Each layer starts
+// from SVID and is fitted by Adam through the STE (ALGORITHMS §6, llama::distill_to) to float
+// targets on real inputs, three ways (llama::distill_variant): the inputs the FP32 model feeds
+// it and the float layer's outputs (§6 as written); block by block on the inputs of the
+// already-distilled 1-bit model, targets the float layer's outputs on them; or the same
+// inputs with the FP32 model's own outputs of that layer as targets.
+//
+// About a minute on one core of the 2-core VM; runs are deterministic for a given seed and
+// instruction-set path.
 #include "llama.hpp"
 
 #include <chrono>
@@ -41,7 +48,7 @@ struct options {
                "tinyllama_quality: %s\n"
                "usage: tinyllama_quality [--data DIR] [--eval-tokens N] [--calib-tokens N]\n"
                "                         [--steps N] [--batch N] [--lr-w X] [--lr-values X]\n"
-               "                         [--seed N]\n",
+               "                         [--constant-lr] [--seed N]\n",
                why);
   std::exit(2);
 }
