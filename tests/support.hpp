@@ -7,12 +7,31 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <onebit/onebit.hpp>
 
 namespace onebit_test {
+
+// The instruction-set paths to run, with a visible note for each one this machine cannot.
+inline std::vector<onebit::isa> runnable_paths() {
+  static const std::vector<onebit::isa> paths = [] {
+    std::vector<onebit::isa> run;
+    for (onebit::isa path : onebit::all_isas) {
+      const std::string missing = onebit::detail::missing_features(path, onebit::cpu());
+      if (missing.empty())
+        run.push_back(path);
+      else
+        MESSAGE("skipped path ", std::string(onebit::to_string(path)),
+                ": this CPU or build lacks ", missing);
+    }
+    return run;
+  }();
+  return paths;
+}
 
 inline std::mt19937_64& rng() {
   static std::mt19937_64 engine(20261123);

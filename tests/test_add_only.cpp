@@ -21,23 +21,6 @@ namespace {
 using onebit::isa;
 using onebit::kernel;
 
-// The paths to run, and a visible note for each one this machine cannot.
-std::vector<isa> runnable_paths() {
-  static const std::vector<isa> paths = [] {
-    std::vector<isa> run;
-    for (isa path : onebit::all_isas) {
-      const std::string missing = onebit::detail::missing_features(path, onebit::cpu());
-      if (missing.empty())
-        run.push_back(path);
-      else
-        MESSAGE("skipped path ", std::string(onebit::to_string(path)), ": this CPU or build lacks ",
-                missing);
-    }
-    return run;
-  }();
-  return paths;
-}
-
 // The bound of kernels/add_only.hpp, in units of u·S: n + 2, or 3n + 4 for the two-sum form
 // of AVX-512 on the plain layout.
 double bound_terms(isa path, bool plain, std::size_t n) {
@@ -95,7 +78,7 @@ void check_all_paths(std::size_t out, std::size_t in, std::initializer_list<std:
   std::copy(values.begin(), values.end(), x.data());
   const auto exact = onebit_test::exact_gemm(layer, x.data(), max_batch, ldx);
 
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     const onebit::gemm_options options{kernel::add_only, path};
     const onebit::packed_linear packed = onebit::pack(layer, options);
     for (std::size_t batch : batches) {
@@ -143,7 +126,7 @@ TEST_CASE("padding garbage changes nothing on any path, plain or packed") {
     auto dirty = clean;
     onebit_test::fill_padding_with_garbage(dirty.W);
     const std::vector<float> x = onebit_test::gaussian(5 * in);
-    for (isa path : runnable_paths()) {
+    for (isa path : onebit_test::runnable_paths()) {
       const onebit::gemm_options options{kernel::add_only, path};
       std::vector<float> y1(5 * 37), y2(5 * 37), y3(5 * 37), y4(5 * 37);
       onebit::gemm(clean, x.data(), 5, in, y1.data(), 37, options);
@@ -162,7 +145,7 @@ TEST_CASE("row ranges over random splits equal the whole call, plain and packed"
     const auto layer = onebit_test::random_layer(out, 200);
     for (std::size_t batch : {1u, 3u, 6u}) {
       const std::vector<float> x = onebit_test::gaussian(batch * 200);
-      for (isa path : runnable_paths()) {
+      for (isa path : onebit_test::runnable_paths()) {
         const onebit::gemm_options options{kernel::add_only, path};
         const onebit::packed_linear packed = onebit::pack(layer, options);
         for (bool use_packed : {false, true}) {
@@ -223,7 +206,7 @@ TEST_CASE("automatic is add_only on the best path; infinities pass through exact
           " path; best on this CPU: ", std::string(onebit::to_string(onebit::best_isa())));
   if (std::getenv("ONEBIT_ISA") == nullptr) CHECK(p.path() == onebit::best_isa());
   CHECK(p.chosen_kernel() == kernel::add_only);
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     for (bool use_packed : {false, true}) {
       const onebit::gemm_options options{kernel::add_only, path};
       if (use_packed)
@@ -243,7 +226,7 @@ TEST_CASE("activations near the float range stay finite where the exact sum is")
   std::vector<float> x(33, 0.0f), y(20);
   x[4] = 2e38f;  // Σ|a| passes 2^125: 2·Σ_{−1} a may overflow; every exact y is finite
   x[9] = -1e38f;
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     onebit::gemv(layer, x.data(), y.data(), onebit::gemm_options{kernel::add_only, path});
     for (std::size_t j = 0; j < 20; ++j) {
       const double want = layer.W(j, 4) * 2e38 + layer.W(j, 9) * -1e38;
@@ -272,7 +255,7 @@ TEST_CASE("forcing a path this CPU lacks names the path and what is missing") {
 
 TEST_CASE("packed layers keep shape, kernel, path and value vectors") {
   const auto layer = onebit_test::random_layer(33, 65);
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     const auto p = onebit::pack(layer, onebit::gemm_options{kernel::automatic, path});
     CHECK(p.out_features() == 33);
     CHECK(p.in_features() == 65);
@@ -296,7 +279,7 @@ TEST_CASE("each batch row gives the bits it gives alone, on every path, plain or
   const auto layer = onebit_test::random_layer(70, 700);
   const std::size_t batch = 11;
   const std::vector<float> x = onebit_test::gaussian(batch * 700);
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     const onebit::gemm_options options{kernel::add_only, path};
     const auto packed = onebit::pack(layer, options);
     std::vector<float> plain_batch(batch * 70), packed_batch(batch * 70), row(70);

@@ -24,22 +24,6 @@ using onebit::isa;
 using onebit::kernel;
 using onebit::row_major_matrix;
 
-std::vector<isa> runnable_paths() {
-  static const std::vector<isa> paths = [] {
-    std::vector<isa> run;
-    for (isa path : onebit::all_isas) {
-      const std::string missing = onebit::detail::missing_features(path, onebit::cpu());
-      if (missing.empty())
-        run.push_back(path);
-      else
-        MESSAGE("skipped path ", std::string(onebit::to_string(path)), ": this CPU or build lacks ",
-                missing);
-    }
-    return run;
-  }();
-  return paths;
-}
-
 row_major_matrix gaussian_matrix(std::size_t rows, std::size_t cols) {
   const std::vector<float> v = onebit_test::gaussian(rows * cols);
   row_major_matrix m(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
@@ -118,7 +102,7 @@ void check_every_path(const onebit::lowbit_matrix& m, std::initializer_list<std:
   const std::size_t in = m.cols(), ldx = in + 3;
   const std::size_t max_batch = *std::max_element(batches.begin(), batches.end());
   const std::vector<T> x = activations<T>(max_batch * ldx);
-  for (isa path : runnable_paths())
+  for (isa path : onebit_test::runnable_paths())
     for (kernel k : kernels)
       for (bool packed : {false, true}) {
         const onebit::lowbit_linear layer(m, {k, path, packed});

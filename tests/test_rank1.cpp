@@ -23,22 +23,6 @@ using onebit::isa;
 using onebit::rank1_method;
 using onebit::row_major_matrix;
 
-std::vector<isa> runnable_paths() {
-  static const std::vector<isa> paths = [] {
-    std::vector<isa> run;
-    for (isa path : onebit::all_isas) {
-      const std::string missing = onebit::detail::missing_features(path, onebit::cpu());
-      if (missing.empty())
-        run.push_back(path);
-      else
-        MESSAGE("skipped path ", std::string(onebit::to_string(path)), ": this CPU or build lacks ",
-                missing);
-    }
-    return run;
-  }();
-  return paths;
-}
-
 // |G| ⊙ (row and column structure): non-negative, a clear top singular value.
 row_major_matrix structured(std::size_t rows, std::size_t cols, bool magnitudes = true) {
   std::lognormal_distribution<float> scale(0.0f, 0.5f);
@@ -88,7 +72,7 @@ TEST_CASE("rank1 equals BDCSVD's top triplet on small matrices, both methods, ev
   for (const auto& shape : shapes) {
     const row_major_matrix a = structured(shape[0], shape[1]);
     const oracle o = svd_of(a);
-    for (isa path : runnable_paths()) {
+    for (isa path : onebit_test::runnable_paths()) {
       for (rank1_method method : {rank1_method::svd, rank1_method::nmf}) {
         onebit::rank1_options opt;
         opt.method = method;
@@ -293,7 +277,7 @@ TEST_CASE("rank1 bad input throws std::invalid_argument naming what is wrong") {
   // NaN in the last, partial vector of a row, on every path.
   row_major_matrix tail = structured(3, 37);
   tail(1, 36) = std::numeric_limits<float>::quiet_NaN();
-  for (isa path : runnable_paths()) {
+  for (isa path : onebit_test::runnable_paths()) {
     onebit::rank1_options p;
     p.path = path;
     CHECK(contains(message([&] { onebit::rank1(tail, p); }), "NaN at (1, 36)"));
