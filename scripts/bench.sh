@@ -2,7 +2,8 @@
 # The main command of the README. On a fresh Debian 12 machine, as root: installs what it needs
 # with apt-get, builds onebit in Release from scratch (in build/), then runs the benchmark of
 # the 1-bit kernels against FP16/FP32 GEMM, writes its JSON to build/bench_gemm.json and plots
-# it with benchmarks/plot.py. Until the benchmark exists it runs the quickstart example.
+# it with benchmarks/plot.py (tables on stdout, build/speedup.png). Without the benchmark
+# binary (benchmarks turned off) it runs the quickstart example.
 # Arguments are passed to the benchmark binary (e.g. --benchmark_filter=...).
 set -euo pipefail
 
@@ -27,7 +28,7 @@ if [[ -x "$bench" ]]; then
   "$bench" --benchmark_out="$json" --benchmark_out_format=json "$@"
   echo "== results: $json"
   if [[ -f "$source_dir/benchmarks/plot.py" ]]; then
-    MPLBACKEND=Agg /usr/bin/python3 "$source_dir/benchmarks/plot.py" "$json"
+    MPLBACKEND=Agg /usr/bin/python3 "$source_dir/benchmarks/plot.py" "$json" "$build_dir/speedup.png"
   fi
 elif [[ -x "$build_dir/examples/quickstart" ]]; then
   echo "== no benchmark yet: running $build_dir/examples/quickstart"
