@@ -95,13 +95,13 @@ struct packed_access {
 };
 
 inline void check_layer(const char* function, const layer_bits& layer) {
-  const std::string shape = shape_string(layer.rows, layer.cols);
   if (layer.rows == 0 || layer.cols == 0)
     throw std::invalid_argument(std::string("onebit::") + function + ": zero-size layer " +
-                                shape + " (out x in)");
+                                shape_string(layer.rows, layer.cols) + " (out x in)");
   if (layer.g == nullptr || layer.h == nullptr)
-    throw std::invalid_argument(std::string("onebit::") + function + ": " + shape +
-                                " layer has a null " + (layer.g == nullptr ? "g" : "h"));
+    throw std::invalid_argument(std::string("onebit::") + function + ": " +
+                                shape_string(layer.rows, layer.cols) + " layer has a null " +
+                                (layer.g == nullptr ? "g" : "h"));
 }
 
 // Whether the bytes a strided batch of x touches meet those of y.
@@ -117,19 +117,18 @@ void check_gemm(const char* function, const layer_bits& layer, const T* x, std::
                 std::size_t ldx, const float* y, std::size_t ldy) {
   check_layer(function, layer);
   const std::size_t in = layer.cols, out = layer.rows;
-  const std::string where = std::string("onebit::") + function + ": for a " +
-                            shape_string(out, in) + " (out x in) layer and batch " +
-                            std::to_string(batch) + ", ";
-  if (x == nullptr) throw std::invalid_argument(where + "x is null");
-  if (y == nullptr) throw std::invalid_argument(where + "y is null");
-  if (ldx < in)
-    throw std::invalid_argument(where + "ldx " + std::to_string(ldx) + " < in " +
-                                std::to_string(in));
-  if (ldy < out)
-    throw std::invalid_argument(where + "ldy " + std::to_string(ldy) + " < out " +
-                                std::to_string(out));
+  // The message is built only when there is something to say: gemm runs this on every call.
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument(std::string("onebit::") + function + ": for a " +
+                                shape_string(out, in) + " (out x in) layer and batch " +
+                                std::to_string(batch) + ", " + what);
+  };
+  if (x == nullptr) fail("x is null");
+  if (y == nullptr) fail("y is null");
+  if (ldx < in) fail("ldx " + std::to_string(ldx) + " < in " + std::to_string(in));
+  if (ldy < out) fail("ldy " + std::to_string(ldy) + " < out " + std::to_string(out));
   if (batch != 0 && overlaps(x, (batch - 1) * ldx + in, y, (batch - 1) * ldy + out))
-    throw std::invalid_argument(where + "y overlaps x");
+    fail("y overlaps x");
 }
 
 }  // namespace detail

@@ -91,6 +91,15 @@ inline void valid_plane(std::size_t n, unsigned char* plane, std::size_t plane_b
   if (n % 8) plane[n / 8] = static_cast<unsigned char>((1u << (n % 8)) - 1u);
 }
 
+// Σ_i q_i W_ji from the bit-plane counts popcount(P_p AND w) of one row: Σ_{W=−1} q_i =
+// Σ_p c_p·count_p with c_p = 2^p for p < 7 and c_7 = −128 (two's complement), and the dot is
+// Σq − 2·that.
+inline std::int64_t int8_dot(std::int32_t q_sum, const std::uint64_t (&count)[8]) noexcept {
+  std::int64_t negative = -static_cast<std::int64_t>(count[7] << 7);
+  for (int p = 0; p < 7; ++p) negative += static_cast<std::int64_t>(count[p] << p);
+  return q_sum - 2 * negative;
+}
+
 // y_j from an exact integer dot, in the order §4 fixes.
 inline float scale_dot(std::int64_t dot, float row_scale, float h) noexcept {
   return (static_cast<float>(dot) * row_scale) * h;

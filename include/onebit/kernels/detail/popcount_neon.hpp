@@ -32,10 +32,10 @@ inline void int8_rows(const detail::gemm_args& g, std::size_t row_begin,
         for (int p = 0; p < 8; ++p)
           count[p] = add_counts(count[p], vandq_u8(vld1q_u8(planes + p * g.plane_stride + 16 * c), w));
       }
-      std::int64_t negative = -static_cast<std::int64_t>(vaddvq_u64(count[7]) << 7);
-      for (int p = 0; p < 7; ++p) negative += static_cast<std::int64_t>(vaddvq_u64(count[p]) << p);
-      g.y[b * g.ldy + j] = quantize::scale_dot(g.q_sum[b] - 2 * negative, g.row_scale[b],
-                                               to_float(g.h[j]));
+      std::uint64_t counts[8];
+      for (int p = 0; p < 8; ++p) counts[p] = vaddvq_u64(count[p]);
+      g.y[b * g.ldy + j] = quantize::scale_dot(quantize::int8_dot(g.q_sum[b], counts),
+                                               g.row_scale[b], to_float(g.h[j]));
     }
   }
 }

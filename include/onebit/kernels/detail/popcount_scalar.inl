@@ -2,9 +2,8 @@
 // target region (portable: the compiler's popcount; sse41: the POPCNT instruction), the way
 // simdjson compiles one source for several targets. No include guard: included on purpose.
 
-// Σ_i q_i W_ji by bit planes: with c_p = 2^p (p < 7) and c_7 = −128, Σ_{W=−1} q_i =
-// Σ_p c_p · popcount(P_p AND w), and the dot is Σq − 2·that. Plane bits past cols are 0, so
-// padding bits of W never count.
+// Σ_i q_i W_ji by bit planes (quantize::int8_dot). Plane bits past cols are 0, so padding
+// bits of W never count.
 inline void int8_rows(const detail::gemm_args& g, std::size_t row_begin,
                       std::size_t row_end) noexcept {
   const std::size_t words = (g.cols + 63) / 64;
@@ -23,10 +22,8 @@ inline void int8_rows(const detail::gemm_args& g, std::size_t row_begin,
           count[p] += static_cast<std::uint64_t>(__builtin_popcountll(pv & wv));
         }
       }
-      std::int64_t negative = -static_cast<std::int64_t>(count[7] << 7);
-      for (int p = 0; p < 7; ++p) negative += static_cast<std::int64_t>(count[p] << p);
-      g.y[b * g.ldy + j] = quantize::scale_dot(g.q_sum[b] - 2 * negative, g.row_scale[b],
-                                               to_float(g.h[j]));
+      g.y[b * g.ldy + j] = quantize::scale_dot(quantize::int8_dot(g.q_sum[b], count),
+                                               g.row_scale[b], to_float(g.h[j]));
     }
   }
 }

@@ -47,11 +47,11 @@ inline void int8_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b)
   }
   ONEBIT_UNROLL
   for (int r = 0; r < R; ++r) {
-    std::int64_t negative = -static_cast<std::int64_t>(reduce_add(count[r][7]) << 7);
+    std::uint64_t counts[8];
     ONEBIT_UNROLL
-    for (int p = 0; p < 7; ++p) negative += static_cast<std::int64_t>(reduce_add(count[r][p]) << p);
-    g.y[b * g.ldy + j0 + r] = quantize::scale_dot(g.q_sum[b] - 2 * negative, g.row_scale[b],
-                                                  to_float(g.h[j0 + r]));
+    for (int p = 0; p < 8; ++p) counts[p] = reduce_add(count[r][p]);
+    g.y[b * g.ldy + j0 + r] = quantize::scale_dot(quantize::int8_dot(g.q_sum[b], counts),
+                                                  g.row_scale[b], to_float(g.h[j0 + r]));
   }
 }
 
@@ -249,11 +249,10 @@ ONEBIT_TARGET_END
             count[p] = ADD64(count[p], SAD(byte_counts(AND(plane, w), table, low), zero));        \
           }                                                                                       \
         }                                                                                         \
-        std::int64_t negative = -static_cast<std::int64_t>(REDUCE(count[7]) << 7);                \
-        for (int p = 0; p < 7; ++p)                                                               \
-          negative += static_cast<std::int64_t>(REDUCE(count[p]) << p);                           \
-        g.y[b * g.ldy + j] = quantize::scale_dot(g.q_sum[b] - 2 * negative, g.row_scale[b],      \
-                                                 to_float(g.h[j]));                               \
+        std::uint64_t counts[8];                                                                  \
+        for (int p = 0; p < 8; ++p) counts[p] = REDUCE(count[p]);                                 \
+        g.y[b * g.ldy + j] = quantize::scale_dot(quantize::int8_dot(g.q_sum[b], counts),         \
+                                                 g.row_scale[b], to_float(g.h[j]));               \
       }                                                                                           \
     }                                                                                             \
   }                                                                                               \
