@@ -602,6 +602,55 @@ inline double cross_entropy(const model& m, const std::vector<std::vector<int>>&
   return n == 0 ? 0.0 : total / static_cast<double>(n);
 }
 
+// The logits of every predicting position of the sequences (teacher forcing), one row of vocab
+// values per position, in order: the reference compare() measures other models against.
+inline std::vector<float> all_logits(const model& m, const std::vector<std::vector<int>>& seqs) {
+  std::vector<float> out;
+  state st(m.cfg);
+  for (const auto& seq : seqs)
+    for (std::size_t pos = 0; pos + 1 < seq.size(); ++pos) {
+      const float* logits = forward(m, st, seq[pos], static_cast<int>(pos));
+      out.insert(out.end(), logits, logits + st.logits.size());
+    }
+  return out;
+}
+
+// Mean next-token cross-entropy of m and mean KL(reference ‖ m) of the next-token
+// distributions, over every predicting position (nats per token).
+struct comparison {
+  double cross_entropy = 0, kl = 0;
+};
+inline comparison compare(const model& m, const std::vector<std::vector<int>>& seqs,
+                          const std::vector<float>& reference_logits) {
+  const std::size_t vocab = static_cast<std::size_t>(m.cfg.vocab_size);
+  auto log_softmax = [vocab](const float* z, std::vector<double>& out) {
+    double max = z[0];
+    for (std::size_t i = 1; i < vocab; ++i) max = std::max(max, static_cast<double>(z[i]));
+    double sum = 0;
+    for (std::size_t i = 0; i < vocab; ++i) sum += std::exp(z[i] - max);
+    const double lse = max + std::log(sum);
+    for (std::size_t i = 0; i < vocab; ++i) out[i] = z[i] - lse;
+  };
+  comparison c;
+  std::size_t n = 0;
+  std::vector<double> lp(vocab), lq(vocab);
+  state st(m.cfg);
+  for (const auto& seq : seqs)
+    for (std::size_t pos = 0; pos + 1 < seq.size(); ++pos, ++n) {
+      if ((n + 1) * vocab > reference_logits.size())
+        throw std::invalid_argument("llama::compare: reference logits of fewer positions");
+      log_softmax(forward(m, st, seq[pos], static_cast<int>(pos)), lq);
+      log_softmax(reference_logits.data() + n * vocab, lp);
+      c.cross_entropy -= lq[static_cast<std::size_t>(seq[pos + 1])];
+      for (std::size_t i = 0; i < vocab; ++i) c.kl += std::exp(lp[i]) * (lp[i] - lq[i]);
+    }
+  if (n > 0) {
+    c.cross_entropy /= static_cast<double>(n);
+    c.kl /= static_cast<double>(n);
+  }
+  return c;
+}
+
 // Runs the sequences through the model (teacher forcing) and calls `observe` after every
 // linear layer (of the first `blocks` blocks): how real activations are collected.
 inline void observe(const model& m, const std::vector<std::vector<int>>& seqs, const tap& t,

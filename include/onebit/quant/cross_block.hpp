@@ -1,0 +1,313 @@
+// Cross-block reconstruction (CBQ, ALGORITHMS.md §5.3): the weights of a chain of blocks
+// quantised by LoRA-Rounding (lora_rounding.hpp), a sliding window of K blocks at a time, so that
+// errors that cross block boundaries are compensated.
+//
+// Windows [0, K), [stride, stride + K), ... (the last one ends at the last block). In each, the
+// rounding variables and step sizes of every weight in the window are optimised together by Adam
+// to minimise
+//
+//     E = ‖F(X) − F̂(X̂)‖² / ‖F(X)‖²  +  kl_weight · mean over tokens of
+//         KL(softmax(F(X)) ‖ softmax(F̂(X̂)))  +  λ · R / (weights in the window)
+//
+// F is the window in full precision on the full-precision input X, F̂ the window with soft
+// quantised weights on X̂, the input the already-quantised blocks before it produce; softmax runs
+// over the features of each token. (The L2 term is relative, so kl_weight and λ mean the same
+// whatever the scale of the hidden states.) When the window moves on, the blocks it leaves are
+// hard-rounded and X̂ is pushed through them; blocks still in the next window keep their
+// rounding variables and continue from them.
+//
+// Every iteration uses `batch_sequences` sequences of the calibration set drawn at random
+// (seeded), so attention sees whole sequences. On return every block holds its quantised weights
+// (the dequantised values, so the chain runs quantised in float) and the result holds them as
+// lowbit_matrix, in the order of each block's weights().
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "block.hpp"
+#include "cfp.hpp"
+#include "lora_rounding.hpp"
+
+namespace onebit {
+
+struct cross_block_progress {
+  std::size_t window = 0, windows = 0;            // this window and how many in all
+  std::size_t first_block = 0, end_block = 0;     // the window's blocks [first, end)
+  int iteration = 0, iterations = 0;              // within the window
+  double l2 = 0, kl = 0, regularization = 0;      // the terms of E on this iteration's batch
+  double beta = 0;
+};
+
+struct cross_block_options {
+  rtn_options quant;  // bits, group, symmetric of every weight
+  // Rounding variables and their optimisation (defaults from the sweeps of
+  // examples/tinyllama_cbq on stories260K; README).
+  std::size_t rank = 16;  // used as min(rank, rows, cols) per weight
+  rounding_init init = rounding_init::fit;
+  rounding_regularizer regularizer = default_regularizer();
+  adam_options rounding_adam{1e-2, 0.9, 0.999, 1e-8, 0.0};
+  adam_options step_adam{1e-2, 0.9, 0.999, 1e-8, 0.0};
+  std::size_t window = 2;  // K blocks per window
+  std::size_t stride = 1;  // blocks the window moves by: overlap K − stride
+  int iterations = 300;    // per window
+  std::size_t batch_sequences = 4;  // per iteration; 0: all
+  float kl_weight = 1.0f;
+  bool truncate_outliers = true;  // CFP on each weight matrix before its grid is chosen
+  cfp_options cfp;
+  std::uint64_t seed = 0;
+  // Called every report_every iterations and at the end of each window; returning false stops:
+  // every weight not yet final is hard-rounded as it stands and the result says stopped.
+  std::function<bool(const cross_block_progress&)> progress;
+  int report_every = 10;
+};
+
+struct cross_block_result {
+  std::vector<std::vector<lowbit_matrix>> weights;  // [block][weight, in weights() order]
+  // E's first two terms on all calibration tokens for each window, with the soft start and the
+  // hard-rounded end of its weights.
+  std::vector<double> window_start_loss, window_end_loss;
+  std::vector<std::size_t> outliers_truncated;  // per block, CFP's count over its weights
+  bool stopped = false;
+};
+
+namespace detail::quant {
+
+// The L2 + KL terms between target rows F and output rows Fh (tokens x n), and when dFh is not
+// null their gradient. Softmax in double: the features of one token are few.
+inline void window_loss(const float* F, const float* Fh, std::size_t tokens, std::size_t n,
+                        float kl_weight, double& l2, double& kl, float* dFh) {
+  double energy = 0, err = 0, kl_sum = 0;
+  for (std::size_t i = 0; i < tokens * n; ++i) {
+    const double d = static_cast<double>(Fh[i]) - F[i];
+    err += d * d;
+    energy += static_cast<double>(F[i]) * F[i];
+  }
+  const double norm = energy > 0 ? 1.0 / energy : 1.0;
+  std::vector<double> p(n), q(n);
+  auto softmax = [n](const float* v, std::vector<double>& out) {
+    double mx = v[0];
+    for (std::size_t j = 1; j < n; ++j) mx = std::max(mx, static_cast<double>(v[j]));
+    double sum = 0;
+    for (std::size_t j = 0; j < n; ++j) sum += out[j] = std::exp(v[j] - mx);
+    for (std::size_t j = 0; j < n; ++j) out[j] /= sum;
+  };
+  for (std::size_t t = 0; t < tokens; ++t) {
+    softmax(F + t * n, p);
+    softmax(Fh + t * n, q);
+    for (std::size_t j = 0; j < n; ++j)
+      if (p[j] > 0) kl_sum += p[j] * (std::log(p[j]) - std::log(std::max(q[j], 1e-300)));
+    if (dFh != nullptr)
+      for (std::size_t j = 0; j < n; ++j) {
+        const std::size_t i = t * n + j;
+        // ∂KL(p‖q)/∂Fh = q − p, per token; the mean over tokens divides by tokens.
+        dFh[i] = static_cast<float>(2.0 * (static_cast<double>(Fh[i]) - F[i]) * norm +
+                                    kl_weight * (q[j] - p[j]) / static_cast<double>(tokens));
+      }
+  }
+  l2 = err * norm;
+  kl = kl_sum / static_cast<double>(tokens);
+}
+
+}  // namespace detail::quant
+
+// Quantises the weights of blocks[0..n) (a chain: each block's output feeds the next) from
+// calibration input x (layout.tokens() x blocks[0]->input_size(), row-major, rows ldx apart).
+inline cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
+                                                     const float* x, std::size_t ldx,
+                                                     const token_layout& layout,
+                                                     const cross_block_options& o = {}) {
+  const std::string where = "onebit::cross_block_reconstruction: ";
+  auto fail = [&](const std::string& what) { throw std::invalid_argument(where + what); };
+  const std::size_t n = blocks.size(), tokens = layout.tokens();
+  if (n == 0) fail("no blocks");
+  for (std::size_t b = 0; b < n; ++b) {
+    if (blocks[b] == nullptr) fail("block " + std::to_string(b) + " is null");
+    if (b > 0 && blocks[b]->input_size() != blocks[b - 1]->output_size())
+      fail("block " + std::to_string(b) + " takes " + std::to_string(blocks[b]->input_size()) +
+           " features but block " + std::to_string(b - 1) + " gives " +
+           std::to_string(blocks[b - 1]->output_size()));
+  }
+  if (x == nullptr) fail("null calibration input");
+  if (tokens == 0) fail("no calibration tokens");
+  const std::size_t in = blocks[0]->input_size();
+  if (tokens > 1 && ldx < in) fail("ldx " + std::to_string(ldx) + " < input size " + std::to_string(in));
+  if (o.window == 0) fail("window 0");
+  if (o.stride == 0 || o.stride > o.window)
+    fail("stride " + std::to_string(o.stride) + " outside 1..window (" + std::to_string(o.window) + ")");
+  if (o.iterations < 0) fail("iterations " + std::to_string(o.iterations) + " < 0");
+  if (o.report_every <= 0) fail("report_every " + std::to_string(o.report_every) + " <= 0");
+  if (o.rank == 0) fail("rank 0");
+  if (!(o.kl_weight >= 0.0f)) fail("kl_weight must be >= 0");
+
+  // Rows of x packed, and the start of each sequence.
+  const std::vector<std::size_t>& lengths = layout.lengths;
+  std::vector<std::size_t> starts(lengths.size() + 1, 0);
+  for (std::size_t i = 0; i < lengths.size(); ++i) starts[i + 1] = starts[i] + lengths[i];
+
+  // Full-precision activations at every block boundary: the targets.
+  std::vector<std::vector<float>> fp(n + 1);
+  fp[0].resize(tokens * in);
+  for (std::size_t t = 0; t < tokens; ++t)
+    for (std::size_t j = 0; j < in; ++j) {
+      const float v = x[t * ldx + j];
+      if (!std::isfinite(v)) fail("calibration input (" + std::to_string(t) + ", " + std::to_string(j) + ") is not finite");
+      fp[0][t * in + j] = v;
+    }
+  for (std::size_t b = 0; b < n; ++b) {
+    fp[b + 1].resize(tokens * blocks[b]->output_size());
+    blocks[b]->forward(fp[b].data(), layout, fp[b + 1].data());
+  }
+
+  cross_block_result result;
+  result.weights.resize(n);
+  result.outliers_truncated.assign(n, 0);
+  std::vector<std::vector<std::unique_ptr<learned_rounding>>> rounding(n);
+  std::uint64_t seed = o.seed;
+  // A block's rounding state, made when it first enters a window.
+  auto start_block = [&](std::size_t b) {
+    if (!rounding[b].empty()) return;
+    std::vector<block_weight> ws = blocks[b]->weights();
+    for (const block_weight& w : ws) {
+      std::vector<float> v(w.value, w.value + w.rows * w.cols);
+      if (o.truncate_outliers)
+        result.outliers_truncated[b] += cfp_truncate(v.data(), w.rows, w.cols, w.cols, o.cfp).outliers.size();
+      rounding[b].push_back(std::make_unique<learned_rounding>(
+          v.data(), w.rows, w.cols, w.cols, o.quant, std::min({o.rank, w.rows, w.cols}), o.init,
+          seed++, o.regularizer));
+    }
+  };
+  auto set_weights = [&](std::size_t b, bool hard) {
+    std::vector<block_weight> ws = blocks[b]->weights();
+    for (std::size_t i = 0; i < ws.size(); ++i) rounding[b][i]->weights(ws[i].value, ws[i].cols, hard);
+  };
+  auto finish_block = [&](std::size_t b) {
+    start_block(b);
+    set_weights(b, true);
+    for (const auto& r : rounding[b]) result.weights[b].push_back(r->result());
+    rounding[b].clear();
+  };
+
+  std::vector<float> xq = fp[0];  // X̂ at the current window's first block
+  std::vector<std::size_t> window_starts;
+  for (std::size_t s = 0;; s += o.stride) {
+    const std::size_t s_clamped = std::min(s, n > o.window ? n - o.window : 0);
+    if (!window_starts.empty() && s_clamped <= window_starts.back()) break;
+    window_starts.push_back(s_clamped);
+    if (s_clamped + o.window >= n) break;
+  }
+
+  std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ull);
+  std::vector<std::vector<float>> acts;  // window activations of the batch
+  std::vector<float> target, dy, dx;
+  token_layout batch_layout;
+  for (std::size_t wi = 0; wi < window_starts.size() && !result.stopped; ++wi) {
+    const std::size_t first = window_starts[wi], end = std::min(first + o.window, n);
+    for (std::size_t b = first; b < end; ++b) start_block(b);
+    const std::size_t win_in = blocks[first]->input_size(), out = blocks[end - 1]->output_size();
+    std::size_t weight_count = 0;
+    for (std::size_t b = first; b < end; ++b)
+      for (const auto& r : rounding[b]) weight_count += r->rows() * r->cols();
+    // R is divided by the window's weight count, as lora_rounding divides by the layer's.
+    for (std::size_t b = first; b < end; ++b)
+      for (const auto& r : rounding[b])
+        r->regularizer().lambda =
+            static_cast<float>(o.regularizer.lambda / static_cast<double>(std::max<std::size_t>(weight_count, 1)));
+
+    // The window's loss on all calibration tokens (soft or hard weights).
+    auto full_loss = [&](bool hard) {
+      for (std::size_t b = first; b < end; ++b) set_weights(b, hard);
+      std::vector<float> cur = xq, next;
+      for (std::size_t b = first; b < end; ++b) {
+        next.resize(tokens * blocks[b]->output_size());
+        blocks[b]->forward(cur.data(), layout, next.data());
+        cur.swap(next);
+      }
+      double l2 = 0, kl = 0;
+      detail::quant::window_loss(fp[end].data(), cur.data(), tokens, out, o.kl_weight, l2, kl, nullptr);
+      return l2 + o.kl_weight * kl;
+    };
+    result.window_start_loss.push_back(full_loss(false));
+
+    acts.resize(end - first + 1);
+    std::vector<std::size_t> order(lengths.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    const int iters = o.iterations;
+    for (int it = 0; it < iters; ++it) {
+      // The batch: whole sequences, drawn without replacement.
+      std::size_t take = o.batch_sequences == 0 ? order.size() : std::min(o.batch_sequences, order.size());
+      for (std::size_t i = 0; i < take; ++i)
+        std::swap(order[i], order[i + std::uniform_int_distribution<std::size_t>(0, order.size() - 1 - i)(rng)]);
+      batch_layout.lengths.clear();
+      acts[0].clear();
+      target.clear();
+      for (std::size_t i = 0; i < take; ++i) {
+        const std::size_t sq = order[i];
+        batch_layout.lengths.push_back(lengths[sq]);
+        acts[0].insert(acts[0].end(), xq.begin() + static_cast<std::ptrdiff_t>(starts[sq] * win_in),
+                       xq.begin() + static_cast<std::ptrdiff_t>(starts[sq + 1] * win_in));
+        target.insert(target.end(), fp[end].begin() + static_cast<std::ptrdiff_t>(starts[sq] * out),
+                      fp[end].begin() + static_cast<std::ptrdiff_t>(starts[sq + 1] * out));
+      }
+      const std::size_t bt = batch_layout.tokens();
+      for (std::size_t b = first; b < end; ++b) {
+        set_weights(b, false);
+        std::vector<float>& y = acts[b - first + 1];
+        y.resize(bt * blocks[b]->output_size());
+        blocks[b]->forward(acts[b - first].data(), batch_layout, y.data());
+      }
+      double l2 = 0, kl = 0;
+      dy.resize(bt * out);
+      detail::quant::window_loss(target.data(), acts.back().data(), bt, out, o.kl_weight, l2, kl, dy.data());
+      const bool on = o.regularizer.active(it, iters);
+      const double beta = o.regularizer.beta(it, iters);
+      double R = 0;
+      for (std::size_t b = end; b-- > first;) {
+        dx.resize(bt * blocks[b]->input_size());
+        blocks[b]->backward(dy.data(), b > first ? dx.data() : nullptr);
+        std::vector<block_weight> ws = blocks[b]->weights();
+        for (std::size_t i = 0; i < ws.size(); ++i) {
+          learned_rounding& r = *rounding[b][i];
+          R += r.backward(ws[i].gradient, ws[i].cols, beta, on);
+          r.step(o.rounding_adam, o.step_adam);
+        }
+        dy.swap(dx);
+      }
+      if (o.progress && ((it + 1) % o.report_every == 0 || it + 1 == iters)) {
+        const cross_block_progress p{wi, window_starts.size(), first, end, it + 1, iters, l2, kl,
+                                     on ? R : 0.0, beta};
+        if (!o.progress(p)) {
+          result.stopped = true;
+          break;
+        }
+      }
+    }
+    result.window_end_loss.push_back(full_loss(true));
+
+    // Blocks the next window leaves behind become final, and X̂ moves past them.
+    const std::size_t next = wi + 1 < window_starts.size() && !result.stopped ? window_starts[wi + 1] : n;
+    for (std::size_t b = first; b < next; ++b) {
+      finish_block(b);
+      if (b + 1 < n) {
+        std::vector<float> y(tokens * blocks[b]->output_size());
+        blocks[b]->forward(xq.data(), layout, y.data());
+        xq.swap(y);
+      }
+    }
+  }
+  for (std::size_t b = 0; b < n; ++b)
+    if (result.weights[b].empty()) finish_block(b);
+  return result;
+}
+
+}  // namespace onebit
