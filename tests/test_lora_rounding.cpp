@@ -318,49 +318,95 @@ TEST_CASE("lora_rounding: init residual with 0 iterations is RTN exactly") {
       }
 }
 
-// After learning (150 iterations: the steps have moved off RTN's), every element of the hard
-// result with w/s + z in [lo, hi] (s, z the result's own) is within one step of w: |ŵ − w| ≤
-// s·(1 + 1e-5) (float rounding of w/s and of ŵ), and elsewhere exactly the grid's end s·(lo − z)
-// or s·(hi − z). W2, W3, W4; per row and group 32; asymmetric (lo = 0) and symmetric (lo = 1).
-TEST_CASE("lora_rounding: the hard result is within one learned step of W on the grid's range") {
+namespace {
+
+struct one_step_count {
+  std::size_t inside = 0, outside = 0, bad = 0;
+};
+
+// Elements of the hard result m of W with w/s + z in [lo, hi] (s, z m's own) within one step of
+// w, |ŵ − w| ≤ s·(1 + 1e-5) (float rounding of w/s and of ŵ); the others exactly at the grid's
+// end s·(lo − z) or s·(hi − z).
+one_step_count one_step(const row_major_matrix& w, const lowbit_matrix& m) {
+  const row_major_matrix wq = m.dequantized();
+  const double lo = m.symmetric() ? 1 : 0, hi = (1 << m.bits()) - 1;
+  one_step_count n;
+  for (std::size_t r = 0; r < m.rows(); ++r)
+    for (std::size_t c = 0; c < m.cols(); ++c) {
+      const std::size_t g = c / m.group_size();
+      const float s = m.scale(r, g), z = m.zero(r, g);
+      const float wv = w(Eigen::Index(r), Eigen::Index(c)), got = wq(Eigen::Index(r), Eigen::Index(c));
+      const double pos = static_cast<double>(wv) / s + z;
+      if (pos >= lo && pos <= hi) {
+        ++n.inside;
+        n.bad += !(std::fabs(static_cast<double>(got) - wv) <= s * (1 + 1e-5));
+      } else {
+        ++n.outside;
+        const float end = static_cast<float>(static_cast<double>(s) * ((pos < lo ? lo : hi) - z));
+        n.bad += got != end;
+      }
+    }
+  return n;
+}
+
+}  // namespace
+
+// The one-step bound of the hard rounding, W2, W3, W4, per row and group 32, asymmetric (lo = 0)
+// and symmetric (lo = 1):
+//  * learned_rounding::result() with learned values set at random, A1, A2 ~ N(0, 1) (ρ spread
+//    over [0, 1], many at the clamp) and u ~ N(0, 0.3²) (steps both shrunk, so that part of W
+//    falls off the grid's range and the end case is exercised, and grown), every init;
+//  * lora_rounding's result after 150 iterations (defaults otherwise).
+TEST_CASE("learned_rounding and lora_rounding: the hard result is within one step of W on the grid's range") {
   std::mt19937_64 rng(4004);
   const std::size_t rows = 24, cols = 64, samples = 128;
   const row_major_matrix x = correlated_inputs(rng, samples, cols);
+  std::size_t learned_steps = 0, off_range = 0;
   for (int bits : {2, 3, 4})
     for (std::size_t group : {std::size_t{0}, std::size_t{32}})
       for (bool symmetric : {false, true}) {
         const row_major_matrix w = gaussian(rng, rows, cols, 0.1);
+        const rtn_options quant{bits, group, symmetric};
+        for (rounding_init init : all_inits) {
+          CAPTURE(describe(init, quant));
+          learned_rounding lr(w.data(), rows, cols, cols, quant, 8, init, rng());
+          std::normal_distribution<float> unit(0.0f, 1.0f), shift(0.0f, 0.3f);
+          for (Eigen::Index i = 0; i < lr.A1().size(); ++i) lr.A1().data()[i] = unit(rng);
+          for (Eigen::Index i = 0; i < lr.A2().size(); ++i) lr.A2().data()[i] = unit(rng);
+          for (float& u : lr.log_steps()) u = shift(rng);
+          const lowbit_matrix m = lr.result();
+          CHECK(m.bits() == bits);
+          CHECK(m.group() == group);
+          CHECK(m.symmetric() == symmetric);
+          for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t g = 0; g < m.groups_per_row(); ++g)
+              CHECK(m.scale(r, g) == lr.step_size(r, g));
+          const one_step_count n = one_step(w, m);
+          CAPTURE(n.inside);
+          CAPTURE(n.outside);
+          CHECK(n.bad == 0);
+          off_range += n.outside;
+          // The hard weights() are the result's dequantised values, bit for bit.
+          row_major_matrix hard(rows, cols);
+          lr.weights(hard.data(), cols, true);
+          CHECK(hard == m.dequantized());
+        }
         lora_rounding_options o;
-        o.quant = {bits, group, symmetric};
+        o.quant = quant;
         o.iterations = 150;
         o.seed = rng();
         CAPTURE(describe(o.init, o.quant));
         const lowbit_matrix m = onebit::lora_rounding(w, x, o);
-        const lowbit_matrix start = onebit::rtn(w, o.quant);
-        CHECK(m.scales() != start.scales());  // the steps did learn
-        const row_major_matrix wq = m.dequantized();
-        const double lo = symmetric ? 1 : 0, hi = (1 << bits) - 1;
-        std::size_t inside = 0, outside = 0, bad = 0;
-        for (std::size_t r = 0; r < rows; ++r)
-          for (std::size_t c = 0; c < cols; ++c) {
-            const std::size_t g = c / m.group_size();
-            const float s = m.scale(r, g), z = m.zero(r, g);
-            const float wv = w(Eigen::Index(r), Eigen::Index(c)), got = wq(Eigen::Index(r), Eigen::Index(c));
-            const double pos = static_cast<double>(wv) / s + z;
-            if (pos >= lo && pos <= hi) {
-              ++inside;
-              bad += !(std::fabs(static_cast<double>(got) - wv) <= s * (1 + 1e-5));
-            } else {
-              ++outside;
-              const float end = static_cast<float>(static_cast<double>(s) * ((pos < lo ? lo : hi) - z));
-              bad += got != end;
-            }
-          }
-        CAPTURE(inside);
-        CAPTURE(outside);
-        CHECK(bad == 0);
-        CHECK(inside > rows * cols / 2);
+        learned_steps += m.scales() != onebit::rtn(w, quant).scales();
+        const one_step_count n = one_step(w, m);
+        CAPTURE(n.inside);
+        CAPTURE(n.outside);
+        CHECK(n.bad == 0);
+        CHECK(n.inside > rows * cols / 2);
       }
+  MESSAGE("one-step bound: ", off_range, " elements off the range with random steps; ",
+          learned_steps, " of 12 lora_rounding results with steps other than RTN's");
+  CHECK(off_range > 0);
 }
 
 // X = Z·L (correlated inputs), W 32 x 64 ~ N(0, 1/64), defaults but the grid: ‖X(Ŵ − W)ᵀ‖² of

@@ -1,0 +1,377 @@
+// Cross-block reconstruction (quant/cross_block.hpp, ALGORITHMS.md §5.3): window_loss's gradient
+// against central differences; on a chain of three small llama2.c layers, the result's format,
+// the blocks left holding exactly its dequantised weights, a lower chain output error than RTN,
+// the windows and their reports, early stop, seeding and bad input.
+#include <onebit/quant/cross_block.hpp>
+#include <onebit/quant/llama_blocks.hpp>
+#include <onebit/quant/rtn.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using onebit::block;
+using onebit::cross_block_options;
+using onebit::cross_block_progress;
+using onebit::cross_block_result;
+using onebit::lowbit_matrix;
+using onebit::token_layout;
+
+constexpr std::size_t dim = 16, heads = 4, kv_heads = 2, hidden = 24, n_blocks = 3;
+const token_layout calibration_layout{{12, 7, 18, 9, 15, 5, 11, 20}};
+
+std::vector<float> gaussian(std::mt19937_64& rng, std::size_t n, double sigma = 1.0) {
+  std::normal_distribution<double> d(0.0, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = static_cast<float>(d(rng));
+  return v;
+}
+
+// A llama2.c layer of realistic scale: weights ~ N(0, 1/dim), norm scales ~ 1 + N(0, 0.1²).
+onebit::io::llama2c_layer random_layer(std::mt19937_64& rng) {
+  const std::size_t kv_dim = dim / heads * kv_heads;
+  const double sigma = 1.0 / std::sqrt(static_cast<double>(dim));
+  auto scale = [&] {
+    std::vector<float> s = gaussian(rng, dim, 0.1);
+    for (float& v : s) v += 1.0f;
+    return s;
+  };
+  onebit::io::llama2c_layer l;
+  l.rms_att = scale();
+  l.wq = gaussian(rng, dim * dim, sigma);
+  l.wk = gaussian(rng, kv_dim * dim, sigma);
+  l.wv = gaussian(rng, kv_dim * dim, sigma);
+  l.wo = gaussian(rng, dim * dim, sigma);
+  l.rms_ffn = scale();
+  l.w1 = gaussian(rng, hidden * dim, sigma);
+  l.w2 = gaussian(rng, dim * hidden, sigma);
+  l.w3 = gaussian(rng, hidden * dim, sigma);
+  return l;
+}
+
+// The model under test: its layers, from which any number of independent chains are built.
+struct model {
+  std::vector<onebit::io::llama2c_layer> layers;
+  std::vector<float> x;  // calibration input, tokens x dim
+  explicit model(std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    for (std::size_t b = 0; b < n_blocks; ++b) layers.push_back(random_layer(rng));
+    x = gaussian(rng, calibration_layout.tokens() * dim);
+  }
+};
+
+struct chain {
+  std::vector<std::unique_ptr<onebit::sequential_block>> owned;
+  std::vector<block*> blocks;
+  explicit chain(const model& m) {
+    for (const auto& l : m.layers) {
+      owned.push_back(onebit::llama_transformer_block(dim, heads, kv_heads, hidden, l));
+      blocks.push_back(owned.back().get());
+    }
+  }
+  std::vector<float> run(const std::vector<float>& x, const token_layout& layout) {
+    std::vector<float> cur = x, next;
+    for (block* b : blocks) {
+      next.resize(layout.tokens() * b->output_size());
+      b->forward(cur.data(), layout, next.data());
+      cur.swap(next);
+    }
+    return cur;
+  }
+};
+
+double squared_distance(const std::vector<float>& a, const std::vector<float>& b) {
+  double e = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    e += d * d;
+  }
+  return e;
+}
+
+bool same_matrix(const lowbit_matrix& a, const lowbit_matrix& b) {
+  if (a.rows() != b.rows() || a.cols() != b.cols() || a.bits() != b.bits() ||
+      a.scales() != b.scales() || a.zeros() != b.zeros())
+    return false;
+  for (std::size_t r = 0; r < a.rows(); ++r)
+    for (std::size_t c = 0; c < a.cols(); ++c)
+      if (a.code(r, c) != b.code(r, c)) return false;
+  return true;
+}
+
+bool same_result(const cross_block_result& a, const cross_block_result& b) {
+  if (a.weights.size() != b.weights.size()) return false;
+  for (std::size_t i = 0; i < a.weights.size(); ++i) {
+    if (a.weights[i].size() != b.weights[i].size()) return false;
+    for (std::size_t j = 0; j < a.weights[i].size(); ++j)
+      if (!same_matrix(a.weights[i][j], b.weights[i][j])) return false;
+  }
+  return a.window_start_loss == b.window_start_loss && a.window_end_loss == b.window_end_loss &&
+         a.outliers_truncated == b.outliers_truncated && a.stopped == b.stopped;
+}
+
+// Every block of the chain holds exactly result.weights[b][i].dequantized(), in weights() order,
+// with the shapes and format asked.
+void check_holds_result(chain& c, const cross_block_result& result, const onebit::rtn_options& q) {
+  REQUIRE(result.weights.size() == c.blocks.size());
+  for (std::size_t b = 0; b < c.blocks.size(); ++b) {
+    const std::vector<onebit::block_weight> ws = c.blocks[b]->weights();
+    CAPTURE(b);
+    REQUIRE(ws.size() == 7);
+    REQUIRE(result.weights[b].size() == ws.size());
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      const lowbit_matrix& m = result.weights[b][i];
+      CAPTURE(ws[i].name);
+      REQUIRE(m.rows() == ws[i].rows);
+      REQUIRE(m.cols() == ws[i].cols);
+      CHECK(m.bits() == q.bits);
+      CHECK(m.group() == q.group);
+      CHECK(m.symmetric() == q.symmetric);
+      const onebit::row_major_matrix d = m.dequantized();
+      std::size_t differ = 0;
+      for (std::size_t k = 0; k < ws[i].rows * ws[i].cols; ++k) differ += d.data()[k] != ws[i].value[k];
+      CHECK(differ == 0);
+    }
+  }
+}
+
+}  // namespace
+
+// E(Fh) = l2 + kl_weight·kl against central differences in every entry of Fh (5 tokens x 8,
+// Fh = F + N(0, 0.3²), kl_weight 0.7 and 0): the loss is computed in double from the float
+// inputs, the step is the float-representable 2ε actually taken (ε = 1e-3), so the difference is
+// held to 1e-4 of the largest gradient (float output). Also l2 = ‖Fh − F‖²/‖F‖², kl ≥ 0, kl = 0
+// when each token of Fh is F's shifted by a constant (softmax is shift-invariant), and a null dFh
+// gives the same loss.
+TEST_CASE("cross_block: window_loss's gradient matches finite differences") {
+  std::mt19937_64 rng(11);
+  const std::size_t tokens = 5, n = 8;
+  const std::vector<float> F = gaussian(rng, tokens * n);
+  std::vector<float> Fh = F;
+  for (float& v : Fh) v += static_cast<float>(std::normal_distribution<double>(0.0, 0.3)(rng));
+  for (float kl_weight : {0.7f, 0.0f}) {
+    CAPTURE(kl_weight);
+    auto E = [&](const std::vector<float>& fh) {
+      double l2 = 0, kl = 0;
+      onebit::detail::quant::window_loss(F.data(), fh.data(), tokens, n, kl_weight, l2, kl, nullptr);
+      return l2 + kl_weight * kl;
+    };
+    std::vector<float> grad(tokens * n, -99.0f);
+    double l2 = 0, kl = 0;
+    onebit::detail::quant::window_loss(F.data(), Fh.data(), tokens, n, kl_weight, l2, kl, grad.data());
+    CHECK(l2 + kl_weight * kl == E(Fh));
+    double diff = 0, energy = 0;
+    for (std::size_t i = 0; i < F.size(); ++i) {
+      diff += (static_cast<double>(Fh[i]) - F[i]) * (static_cast<double>(Fh[i]) - F[i]);
+      energy += static_cast<double>(F[i]) * F[i];
+    }
+    CHECK(l2 == doctest::Approx(diff / energy).epsilon(1e-12));
+    CHECK(kl > 0);
+    double scale = 0, worst = 0;
+    for (std::size_t i = 0; i < Fh.size(); ++i) {
+      std::vector<float> p = Fh, m = Fh;
+      p[i] = static_cast<float>(Fh[i] + 1e-3);
+      m[i] = static_cast<float>(Fh[i] - 1e-3);
+      const double numeric = (E(p) - E(m)) / (static_cast<double>(p[i]) - m[i]);
+      scale = std::max(scale, std::fabs(numeric));
+      worst = std::max(worst, std::fabs(numeric - grad[i]));
+    }
+    CHECK(scale > 1e-3);
+    CHECK(worst <= 1e-4 * scale);
+  }
+  std::vector<float> shifted = F;
+  for (std::size_t t = 0; t < tokens; ++t)
+    for (std::size_t j = 0; j < n; ++j) shifted[t * n + j] += 0.25f * static_cast<float>(t + 1);
+  double l2 = 0, kl = 1;
+  onebit::detail::quant::window_loss(F.data(), shifted.data(), tokens, n, 1.0f, l2, kl, nullptr);
+  CHECK(l2 > 0);
+  CHECK(std::fabs(kl) < 1e-12);
+}
+
+// Three llama2.c layers (dim 16, 4 heads, 2 kv heads, hidden 24), 8 sequences of 5..20 tokens,
+// defaults (K = 2, stride 1) but the grid: W2 and W3 per row. The result has 7 matrices per block
+// in weights() order, each block holds their dequantised values exactly, there are 2 windows,
+// the last window's end loss is the quantised chain's L2 + KL (recomputed here, 1e-6 relative),
+// and the chain's output error ‖F(X) − F̂(X)‖² on the calibration tokens is below RTN's at W2
+// (printed, also at W3).
+TEST_CASE("cross_block: three transformer blocks, W2 and W3, beat RTN and hold their result") {
+  const model m(2024);
+  chain reference(m);
+  const std::vector<float> target = reference.run(m.x, calibration_layout);
+  for (int bits : {2, 3}) {
+    cross_block_options o;
+    o.quant = {bits, 0, false};
+    CAPTURE(bits);
+    chain q(m);
+    const cross_block_result result =
+        onebit::cross_block_reconstruction(q.blocks, m.x.data(), dim, calibration_layout, o);
+    check_holds_result(q, result, o.quant);
+    CHECK_FALSE(result.stopped);
+    CHECK(result.window_start_loss.size() == 2);
+    CHECK(result.window_end_loss.size() == 2);
+    CHECK(result.outliers_truncated.size() == n_blocks);
+    const std::vector<float> out = q.run(m.x, calibration_layout);
+    double l2 = 0, kl = 0;
+    onebit::detail::quant::window_loss(target.data(), out.data(), calibration_layout.tokens(), dim,
+                                       o.kl_weight, l2, kl, nullptr);
+    CHECK(result.window_end_loss.back() == doctest::Approx(l2 + o.kl_weight * kl).epsilon(1e-6));
+
+    chain rtn(m);
+    for (block* b : rtn.blocks)
+      for (const onebit::block_weight& w : b->weights()) {
+        const onebit::row_major_matrix d =
+            onebit::rtn(w.value, w.rows, w.cols, w.cols, o.quant).dequantized();
+        std::copy(d.data(), d.data() + d.size(), w.value);
+      }
+    const double learned_error = squared_distance(target, out);
+    const double rtn_error = squared_distance(target, rtn.run(m.x, calibration_layout));
+    MESSAGE("W", bits, ": ‖F(X) − F̂(X)‖² cross_block ", learned_error, ", rtn ", rtn_error,
+            " (‖F(X)‖² ", squared_distance(target, std::vector<float>(target.size(), 0.0f)),
+            "); window losses start/end ", result.window_start_loss[0], "/",
+            result.window_end_loss[0], ", ", result.window_start_loss[1], "/",
+            result.window_end_loss[1]);
+    if (bits == 2) CHECK(learned_error < rtn_error);
+  }
+}
+
+// Windows: K = 2 stride 1 → [0,2), [1,3); K = 1 → [0,1), [1,2), [2,3); K = 3 → [0,3); K = 2
+// stride 2 → [0,2), [1,3) (the last window ends at the last block); K = 4 → [0,3). 4 iterations
+// reported every 3: at 3 and 4 (the end) of each window, with its first_block / end_block,
+// window index and count. Every case still produces all the weights.
+TEST_CASE("cross_block: windows, their losses and their reports") {
+  const model m(77);
+  struct expect {
+    std::size_t window, stride;
+    std::vector<std::pair<std::size_t, std::size_t>> windows;
+  };
+  const std::vector<expect> cases = {{2, 1, {{0, 2}, {1, 3}}},
+                                     {1, 1, {{0, 1}, {1, 2}, {2, 3}}},
+                                     {3, 1, {{0, 3}}},
+                                     {3, 3, {{0, 3}}},
+                                     {2, 2, {{0, 2}, {1, 3}}},
+                                     {4, 2, {{0, 3}}}};
+  for (const expect& e : cases) {
+    CAPTURE(e.window);
+    CAPTURE(e.stride);
+    cross_block_options o;
+    o.quant = {3, 8, true};
+    o.window = e.window;
+    o.stride = e.stride;
+    o.iterations = 4;
+    o.report_every = 3;
+    std::vector<cross_block_progress> seen;
+    o.progress = [&](const cross_block_progress& p) {
+      seen.push_back(p);
+      return true;
+    };
+    chain c(m);
+    const cross_block_result r =
+        onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, o);
+    check_holds_result(c, r, o.quant);
+    const std::size_t W = e.windows.size();
+    CHECK(r.window_start_loss.size() == W);
+    CHECK(r.window_end_loss.size() == W);
+    REQUIRE(seen.size() == 2 * W);
+    for (std::size_t k = 0; k < seen.size(); ++k) {
+      const cross_block_progress& p = seen[k];
+      CAPTURE(k);
+      CHECK(p.window == k / 2);
+      CHECK(p.windows == W);
+      CHECK(p.first_block == e.windows[k / 2].first);
+      CHECK(p.end_block == e.windows[k / 2].second);
+      CHECK(p.iteration == (k % 2 == 0 ? 3 : 4));
+      CHECK(p.iterations == 4);
+      CHECK(p.l2 >= 0);
+      CHECK(p.kl >= 0);
+    }
+    for (double v : r.window_start_loss) CHECK(v > 0);
+    for (double v : r.window_end_loss) CHECK(v > 0);
+  }
+}
+
+// Returning false on the first report stops: one report, stopped, one window's losses, and still
+// every weight quantised and held by the blocks.
+TEST_CASE("cross_block: progress returning false stops with every weight produced") {
+  const model m(5);
+  cross_block_options o;
+  o.quant = {2, 0, false};
+  o.report_every = 5;
+  int calls = 0;
+  o.progress = [&](const cross_block_progress& p) {
+    ++calls;
+    CHECK(p.window == 0);
+    CHECK(p.iteration == 5);
+    return false;
+  };
+  chain c(m);
+  const cross_block_result r =
+      onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, o);
+  CHECK(calls == 1);
+  CHECK(r.stopped);
+  CHECK(r.window_start_loss.size() == 1);
+  CHECK(r.window_end_loss.size() == 1);
+  check_holds_result(c, r, o.quant);
+}
+
+// The same seed gives identical results (codes, scales, zeros, losses), also with a batch of
+// some sequences drawn at random; init random with another seed gives a different one.
+TEST_CASE("cross_block: reproducible from its seed") {
+  const model m(99);
+  cross_block_options o;
+  o.quant = {3, 8, false};
+  o.iterations = 30;
+  o.batch_sequences = 3;
+  o.init = onebit::rounding_init::random;
+  o.seed = 4242;
+  auto run = [&](const cross_block_options& opts) {
+    chain c(m);
+    return onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, opts);
+  };
+  const cross_block_result a = run(o), b = run(o);
+  CHECK(same_result(a, b));
+  o.seed = 2424;
+  CHECK_FALSE(same_result(a, run(o)));
+}
+
+TEST_CASE("cross_block: bad input throws std::invalid_argument") {
+  const model m(3);
+  chain c(m);
+  const float* x = m.x.data();
+  cross_block_options o;
+  o.iterations = 1;
+  auto run = [&](const std::vector<block*>& blocks, const float* in, const token_layout& layout,
+                 const cross_block_options& opts) {
+    return onebit::cross_block_reconstruction(blocks, in, dim, layout, opts);
+  };
+  CHECK_NOTHROW(run(c.blocks, x, calibration_layout, o));
+  CHECK_THROWS_AS(run({}, x, calibration_layout, o), std::invalid_argument);
+  CHECK_THROWS_AS(run({c.blocks[0], nullptr}, x, calibration_layout, o), std::invalid_argument);
+  onebit::linear_block narrow(8, 12, std::vector<float>(8 * 12, 0.1f));
+  CHECK_THROWS_AS(run({c.blocks[0], &narrow}, x, calibration_layout, o), std::invalid_argument);
+  CHECK_THROWS_AS(run(c.blocks, nullptr, calibration_layout, o), std::invalid_argument);
+  CHECK_THROWS_AS(run(c.blocks, x, token_layout{}, o), std::invalid_argument);
+  auto with = [&](auto change) {
+    cross_block_options b = o;
+    change(b);
+    return run(c.blocks, x, calibration_layout, b);
+  };
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.window = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.stride = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.stride = 3; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.rank = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.kl_weight = -0.5f; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.iterations = -1; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.report_every = 0; }), std::invalid_argument);
+  CHECK_THROWS_AS(with([](cross_block_options& b) { b.quant.bits = 9; }), std::invalid_argument);
+}
