@@ -14,6 +14,11 @@
 #include "quant/lowbit_matrix.hpp"  // k-bit codes as bit-planes, scale and zero per row or group
 #include "quant/rtn.hpp"            // round-to-nearest quantisation to 1..8 bits
 #include "lowbit_linear.hpp"        // a lowbit_matrix run on the 1-bit kernels: k planes + Σx
+#include "quant/cfp.hpp"            // CBQ's coarse-to-fine outlier detection, truncation, scaling
+#include "quant/lora_rounding.hpp"  // CBQ's learned low-rank rounding of one layer
+#include "quant/block.hpp"          // the differentiable-step interface of cross-block reconstruction
+#include "quant/llama_blocks.hpp"   // linear, RMSNorm, attention (RoPE, GQA), SwiGLU, residual blocks
+#include "quant/cross_block.hpp"    // CBQ: sliding windows of blocks reconstructed together
 #include "gradients.hpp"       // training: layer gradients, latent-weight layers (STE), Adam/AdamW
 #include "io/llama2c.hpp"     // reading llama2.c checkpoints (version 0) and tokenizers
 // io/safetensors.hpp (safetensors in and out, zero-copy mapped layers) is included on its own,

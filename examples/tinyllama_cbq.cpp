@@ -1,0 +1,427 @@
+// CBQ on a real model: stories260K's 35 linear layers quantised to 4, 3 and 2 bits (per row and
+// per group of 32) by RTN, RTN after CFP's outlier truncation, LoRA-Rounding layer by layer, and
+// CBQ (CFP + LoRA-Rounding + cross-block windows), then run on onebit's low-bit kernels and
+// measured against the float model: next-token cross-entropy and KL(FP32 ‖ quantised) on 2,000
+// tokens the float model samples itself, and how many tokens of its greedy story survive.
+// Then the sweeps that chose CBQ's defaults (rank r, window K, start of V), at W2 per row.
+//
+//   tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N] [--iterations N]
+//                 [--threads N] [--no-sweeps] [--quiet] [--seed N]
+//
+// Calibration: other sequences the float model samples (another seed), fed to every method:
+// LoRA-Rounding per layer sees the inputs the float model gives each layer; CBQ the token
+// embeddings, pushed through the five transformer blocks (onebit::llama_transformer_block).
+// Independent runs go to --threads threads (2 by default); each run is deterministic.
+#include "llama.hpp"
+
+#include <onebit/quant/cfp.hpp>
+#include <onebit/quant/cross_block.hpp>
+#include <onebit/quant/llama_blocks.hpp>
+#include <onebit/quant/lora_rounding.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef ONEBIT_DATA_DIR
+#define ONEBIT_DATA_DIR "../shared/data"
+#endif
+
+namespace {
+
+struct options {
+  std::string dir = std::string(ONEBIT_DATA_DIR) + "/tinyllamas";
+  std::size_t eval_tokens = 2000, calib_tokens = 4096;
+  int iterations = onebit::cross_block_options{}.iterations;
+  unsigned threads = 2;
+  bool sweeps = true, quiet = false;
+  std::uint64_t seed = 20240607;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "tinyllama_cbq: %s\n"
+               "usage: tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N]\n"
+               "                     [--iterations N] [--threads N] [--no-sweeps] [--quiet]\n"
+               "                     [--seed N]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage("missing value after " + a);
+      return argv[++i];
+    };
+    try {
+      if (a == "--data") o.dir = value();
+      else if (a == "--eval-tokens") o.eval_tokens = std::stoul(value());
+      else if (a == "--calib-tokens") o.calib_tokens = std::stoul(value());
+      else if (a == "--iterations") o.iterations = std::stoi(value());
+      else if (a == "--threads") o.threads = static_cast<unsigned>(std::stoul(value()));
+      else if (a == "--seed") o.seed = std::stoull(value());
+      else if (a == "--no-sweeps") o.sweeps = false;
+      else if (a == "--quiet") o.quiet = true;
+      else if (a == "--help" || a == "-h") usage("help");
+      else usage("unknown option " + a);
+    } catch (const std::logic_error&) {
+      usage("bad value for " + a);
+    }
+  }
+  if (o.threads == 0) usage("--threads 0");
+  return o;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string grid_name(const onebit::rtn_options& q) {
+  return "W" + std::to_string(q.bits) + (q.group == 0 ? " per row" : " g" + std::to_string(q.group));
+}
+
+// One line on stderr with the state of every running job, redrawn at most 5 times a second.
+class progress_line {
+ public:
+  progress_line(std::size_t jobs, unsigned threads, bool quiet)
+      : status_(threads), jobs_(jobs), quiet_(quiet) {}
+  void set(unsigned slot, std::string text) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_[slot] = std::move(text);
+    draw(false);
+  }
+  void finished() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++done_;
+    draw(true);
+  }
+
+ private:
+  void draw(bool force) {
+    if (quiet_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    std::string line = "[" + std::to_string(done_) + "/" + std::to_string(jobs_) + " done]";
+    for (const std::string& s : status_)
+      if (!s.empty()) line += "  " + s;
+    if (line.size() > 150) line.resize(150);
+    std::fprintf(stderr, "\r%-150s", line.c_str());
+    if (done_ == jobs_) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+  std::mutex mutex_;
+  std::vector<std::string> status_;
+  std::size_t jobs_, done_ = 0;
+  bool quiet_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+using report = std::function<void(std::string)>;
+
+// RTN, optionally after CFP's truncation of each matrix's outliers.
+llama::model rtn_model(const llama::model& fp32, const onebit::rtn_options& q, bool cfp) {
+  llama::model m = fp32;
+  const auto all = llama::parse_selection("all", fp32.blocks.size());
+  llama::replace_layers(m, all, [&](const float* w, std::size_t r, std::size_t c, std::size_t,
+                                    llama::slot) -> llama::layer_ptr {
+    if (!cfp) return llama::rtn_layer(w, r, c, q);
+    std::vector<float> t(w, w + r * c);
+    onebit::cfp_truncate(t.data(), r, c, c);
+    return std::make_shared<llama::lowbit_layer>(onebit::rtn(t.data(), r, c, c, q), "rtn+cfp");
+  });
+  return m;
+}
+
+// LoRA-Rounding of every layer on the inputs the float model feeds it.
+llama::model lora_model(const llama::model& fp32, const llama::layer_activations& act,
+                        onebit::lora_rounding_options lo, const report& say) {
+  llama::model m = fp32;
+  const auto all = llama::parse_selection("all", fp32.blocks.size());
+  std::size_t done = 0;
+  llama::replace_layers(m, all, [&](const float* w, std::size_t r, std::size_t c, std::size_t l,
+                                    llama::slot s) -> llama::layer_ptr {
+    say("layer " + std::to_string(++done) + "/" + std::to_string(all.size()));
+    const std::vector<float>& x = act.input(l, s);
+    lo.seed = 1000 * l + static_cast<std::size_t>(s);
+    return std::make_shared<llama::lowbit_layer>(
+        onebit::lora_rounding(w, r, c, c, x.data(), x.size() / c, c, lo), "lora-rounding");
+  });
+  return m;
+}
+
+struct cbq_run {
+  llama::model m;
+  std::vector<double> start, end;  // per window
+  std::size_t truncated = 0;
+};
+
+// CBQ over the five transformer blocks, from the token embeddings of the calibration sequences.
+cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint& ck,
+                  const std::vector<std::vector<int>>& calib, onebit::cross_block_options co,
+                  const report& say) {
+  std::vector<std::unique_ptr<onebit::sequential_block>> blocks;
+  std::vector<onebit::block*> chain;
+  for (std::size_t l = 0; l < ck.layers.size(); ++l) {
+    blocks.push_back(onebit::llama_transformer_block(ck, l));
+    chain.push_back(blocks.back().get());
+  }
+  const std::size_t dim = static_cast<std::size_t>(fp32.cfg.dim);
+  onebit::token_layout layout;
+  std::vector<float> x;
+  for (const auto& seq : calib) {
+    layout.lengths.push_back(seq.size());
+    for (int t : seq) {
+      const float* e = fp32.token_embedding.data() + static_cast<std::size_t>(t) * dim;
+      x.insert(x.end(), e, e + dim);
+    }
+  }
+  co.progress = [&](const onebit::cross_block_progress& p) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "window %zu/%zu it %d/%d L2 %.3f KL %.3f", p.window + 1,
+                  p.windows, p.iteration, p.iterations, p.l2, p.kl);
+    say(buf);
+    return true;
+  };
+  const onebit::cross_block_result r = onebit::cross_block_reconstruction(chain, x.data(), dim, layout, co);
+  cbq_run run{fp32, r.window_start_loss, r.window_end_loss, 0};
+  for (std::size_t l = 0; l < chain.size(); ++l) {
+    run.truncated += r.outliers_truncated[l];
+    const std::vector<onebit::block_weight> ws = chain[l]->weights();
+    for (std::size_t i = 0; i < ws.size(); ++i) {
+      llama::slot s;
+      if (!llama::parse_slot(ws[i].name, s)) throw std::logic_error("unknown weight " + ws[i].name);
+      run.m.blocks[l][s] = std::make_shared<llama::lowbit_layer>(r.weights[l][i], "cbq");
+    }
+  }
+  return run;
+}
+
+std::size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
+  std::size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+struct result {
+  std::string section, name;
+  llama::comparison c;
+  double bits_per_weight = 0, seconds = 0;
+  std::size_t same = 0;
+  std::vector<int> story;
+  std::string note;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const options o = parse(argc, argv);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    const auto ck = onebit::io::read_llama2c(o.dir + "/stories260K.bin");
+    const auto tok = onebit::io::read_llama2c_tokenizer(
+        o.dir + "/tok512.bin", static_cast<std::size_t>(ck.config.vocab_size));
+    const llama::model fp32 = llama::model::from_checkpoint(ck);
+    const auto all = llama::parse_selection("all", fp32.blocks.size());
+    std::size_t weights = 0;
+    for (const auto& [l, s] : all) weights += fp32.original(l, s).rows * fp32.original(l, s).cols;
+
+    const auto eval = llama::sample_sequences(fp32, o.eval_tokens, o.seed, 1.0f);
+    const auto calib = llama::sample_sequences(fp32, o.calib_tokens, o.seed + 1, 1.0f);
+    const std::vector<float> reference = llama::all_logits(fp32, eval);
+    const llama::layer_activations act = llama::collect_activations(fp32, calib, false);
+    llama::sampler greedy;
+    const std::vector<int> story = llama::generate(fp32, greedy, 256);
+    const llama::comparison fp = llama::compare(fp32, eval, reference);
+
+    onebit::cross_block_options base;
+    base.iterations = o.iterations;
+    std::printf("stories260K: %zu linear layers (%zu weights) quantised; embedding = classifier and "
+                "RMSNorm weights stay float32.\n"
+                "Evaluation: %zu tokens the FP32 model sampled (seed %llu); calibration: %zu other "
+                "sampled tokens in %zu sequences (seed %llu).\n"
+                "CBQ: K = %zu blocks per window, stride %zu, %d Adam iterations per window on %zu "
+                "sequences each, rank %zu, init %s, lambda %g, beta %g -> %g after %g warm-up, "
+                "lr %g (A1, A2) / %g (log s), KL weight %g, CFP truncation of weights.\n"
+                "LoRA-Rounding per layer: %d iterations on all calibration inputs (closed form), "
+                "the same rank, init and rates.\n"
+                "FP32: cross-entropy %.4f nats/token.\n\n",
+                all.size(), weights, o.eval_tokens, static_cast<unsigned long long>(o.seed),
+                o.calib_tokens, calib.size(), static_cast<unsigned long long>(o.seed + 1),
+                base.window, base.stride, base.iterations, base.batch_sequences, base.rank,
+                onebit::to_string(base.init), static_cast<double>(base.regularizer.lambda),
+                static_cast<double>(base.regularizer.beta_start),
+                static_cast<double>(base.regularizer.beta_end),
+                static_cast<double>(base.regularizer.warmup), base.rounding_adam.learning_rate,
+                base.step_adam.learning_rate, static_cast<double>(base.kl_weight),
+                onebit::lora_rounding_options{}.iterations, fp.cross_entropy);
+
+    struct job {
+      std::string section, name;
+      std::function<cbq_run(const report&)> make;
+    };
+    std::vector<job> jobs;
+    auto plain = [](llama::model m) { return cbq_run{std::move(m), {}, {}, 0}; };
+    for (std::size_t group : {std::size_t{0}, std::size_t{32}})
+      for (int bits : {4, 3, 2}) {
+        onebit::rtn_options q;
+        q.bits = bits;
+        q.group = group;
+        const std::string g = grid_name(q);
+        jobs.push_back({g, "RTN", [&, q](const report&) { return plain(rtn_model(fp32, q, false)); }});
+        jobs.push_back({g, "RTN + CFP", [&, q](const report&) { return plain(rtn_model(fp32, q, true)); }});
+        jobs.push_back({g, "LoRA-Rounding per layer", [&, q](const report& say) {
+                          onebit::lora_rounding_options lo;
+                          lo.quant = q;
+                          return plain(lora_model(fp32, act, lo, say));
+                        }});
+        jobs.push_back({g, "CBQ", [&, q](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = q;
+                          return cbq_model(fp32, ck, calib, co, say);
+                        }});
+      }
+    if (o.sweeps) {
+      onebit::rtn_options q;
+      q.bits = 2;
+      for (std::size_t rank : {std::size_t{4}, std::size_t{8}, std::size_t{32}})
+        jobs.push_back({"rank", "CBQ r = " + std::to_string(rank), [&, q, rank](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = q;
+                          co.rank = rank;
+                          return cbq_model(fp32, ck, calib, co, say);
+                        }});
+      for (std::size_t K : {std::size_t{1}, std::size_t{3}})
+        jobs.push_back({"window", "CBQ K = " + std::to_string(K), [&, q, K](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = q;
+                          co.window = K;
+                          return cbq_model(fp32, ck, calib, co, say);
+                        }});
+      for (auto init : {onebit::rounding_init::residual, onebit::rounding_init::random}) {
+        jobs.push_back({"init", std::string("CBQ init ") + onebit::to_string(init),
+                        [&, q, init](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = q;
+                          co.init = init;
+                          return cbq_model(fp32, ck, calib, co, say);
+                        }});
+        jobs.push_back({"init", std::string("LoRA-Rounding per layer, init ") + onebit::to_string(init),
+                        [&, q, init](const report& say) {
+                          onebit::lora_rounding_options lo;
+                          lo.quant = q;
+                          lo.init = init;
+                          return plain(lora_model(fp32, act, lo, say));
+                        }});
+      }
+    }
+
+    // The jobs, longest first, on o.threads threads; each is deterministic on its own.
+    std::vector<result> results(jobs.size());
+    progress_line line(jobs.size(), o.threads, o.quiet);
+    std::atomic<std::size_t> next{0};
+    std::vector<std::string> errors(o.threads);
+    auto worker = [&](unsigned slot) {
+      try {
+        for (std::size_t i; (i = next++) < jobs.size();) {
+          const job& j = jobs[i];
+          const auto t1 = std::chrono::steady_clock::now();
+          const std::string label = j.section + " " + j.name;
+          cbq_run run = j.make([&](std::string s) { line.set(slot, label + ": " + s); });
+          result& r = results[i];
+          r.section = j.section;
+          r.name = j.name;
+          r.seconds = seconds_since(t1);
+          line.set(slot, label + ": evaluating");
+          r.c = llama::compare(run.m, eval, reference);
+          std::size_t bits = 0;
+          for (const auto& [l, s] : all) bits += run.m.blocks[l][s]->storage_bits();
+          r.bits_per_weight = static_cast<double>(bits) / static_cast<double>(weights);
+          llama::sampler g;
+          r.story = llama::generate(run.m, g, 256);
+          r.same = common_prefix(r.story, story);
+          if (!run.start.empty()) {
+            char buf[64];
+            for (std::size_t w = 0; w < run.start.size(); ++w) {
+              std::snprintf(buf, sizeof buf, "%s%.3f→%.3f", w ? ", " : "", run.start[w], run.end[w]);
+              r.note += buf;
+            }
+          }
+          line.set(slot, "");
+          line.finished();
+        }
+      } catch (const std::exception& e) {
+        errors[slot] = e.what();
+        next = jobs.size();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < o.threads; ++t) pool.emplace_back(worker, t);
+    for (std::thread& t : pool) t.join();
+    for (const std::string& e : errors)
+      if (!e.empty()) throw std::runtime_error(e);
+
+    auto table = [&](const std::vector<std::string>& sections, const char* first_column) {
+      std::printf("| %s | method | bits/weight | cross-entropy | KL to FP32 | KL vs RTN | greedy story: same tokens | seconds |\n",
+                  first_column);
+      std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      for (const std::string& sec : sections) {
+        double rtn_kl = 0;
+        for (const result& r : results)
+          if (r.section == sec && r.name == "RTN") rtn_kl = r.c.kl;
+        for (const result& r : results) {
+          if (r.section != sec) continue;
+          char vs[32] = "";
+          if (rtn_kl > 0) std::snprintf(vs, sizeof vs, "%+.0f%%", 100.0 * (r.c.kl / rtn_kl - 1.0));
+          std::printf("| %s | %s | %.3f | %.4f | %.4f | %s | %zu of %zu | %.1f |\n", sec.c_str(),
+                      r.name.c_str(), r.bits_per_weight, r.c.cross_entropy, r.c.kl, vs, r.same,
+                      story.size(), r.seconds);
+        }
+      }
+    };
+    std::vector<std::string> grids;
+    for (const result& r : results)
+      if (r.section.rfind("W", 0) == 0 && (grids.empty() || grids.back() != r.section)) grids.push_back(r.section);
+    table(grids, "grid");
+
+    const result* cbq_w2 = nullptr;
+    for (const result& r : results)
+      if (r.section == "W2 per row" && r.name == "CBQ") cbq_w2 = &r;
+    if (o.sweeps && cbq_w2 != nullptr) {
+      std::printf("\nSweeps at W2 per row (defaults: r = %zu, K = %zu, init %s):\n\n", base.rank,
+                  base.window, onebit::to_string(base.init));
+      std::printf("| sweep | run | cross-entropy | KL to FP32 | window losses, soft start → hard end | seconds |\n");
+      std::printf("| --- | --- | --- | --- | --- | --- |\n");
+      auto row = [](const char* sweep, const result& r) {
+        std::printf("| %s | %s | %.4f | %.4f | %s | %.1f |\n", sweep, r.name.c_str(),
+                    r.c.cross_entropy, r.c.kl, r.note.c_str(), r.seconds);
+      };
+      row("default", *cbq_w2);
+      for (const char* sweep : {"rank", "window", "init"})
+        for (const result& r : results)
+          if (r.section == sweep) row(sweep, r);
+    }
+
+    std::printf("\nGreedy stories of quantised models, run on onebit's low-bit kernels:\n");
+    for (const result& r : results)
+      if (r.name == "CBQ" && (r.section == "W3 per row" || r.section == "W2 g32")) {
+        std::string text = tok.decode(r.story);
+        std::printf("\n%s %s (%zu of %zu tokens as FP32's):\n%s\n", r.name.c_str(),
+                    r.section.c_str(), r.same, story.size(), text.c_str());
+      }
+    std::printf("\n%.1f s in all on %u threads\n", seconds_since(t0), o.threads);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\ntinyllama_cbq: %s\n", e.what());
+    return 1;
+  }
+}
