@@ -92,6 +92,10 @@ struct cross_block_result {
 
 namespace detail::quant {
 
+// Buffers handed to blocks start on Eigen's packet alignment, so that Eigen's reductions inside
+// the blocks sum in the same order on every run (llama_blocks.hpp says why).
+using aligned_floats = std::vector<float, Eigen::aligned_allocator<float>>;
+
 // The L2 + KL terms between target rows F and output rows Fh (tokens x n), and when dFh is not
 // null their gradient. Softmax in double: the features of one token are few.
 inline void window_loss(const float* F, const float* Fh, std::size_t tokens, std::size_t n,
@@ -166,7 +170,7 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
   for (std::size_t i = 0; i < lengths.size(); ++i) starts[i + 1] = starts[i] + lengths[i];
 
   // Full-precision activations at every block boundary: the targets.
-  std::vector<std::vector<float>> fp(n + 1);
+  std::vector<detail::quant::aligned_floats> fp(n + 1);
   fp[0].resize(tokens * in);
   for (std::size_t t = 0; t < tokens; ++t)
     for (std::size_t j = 0; j < in; ++j) {
@@ -208,7 +212,7 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
     rounding[b].clear();
   };
 
-  std::vector<float> xq = fp[0];  // X̂ at the current window's first block
+  detail::quant::aligned_floats xq = fp[0];  // X̂ at the current window's first block
   std::vector<std::size_t> window_starts;
   for (std::size_t s = 0;; s += o.stride) {
     const std::size_t s_clamped = std::min(s, n > o.window ? n - o.window : 0);
@@ -218,8 +222,8 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
   }
 
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ull);
-  std::vector<std::vector<float>> acts;  // window activations of the batch
-  std::vector<float> target, dy, dx;
+  std::vector<detail::quant::aligned_floats> acts;  // window activations of the batch
+  detail::quant::aligned_floats target, dy, dx;
   token_layout batch_layout;
   for (std::size_t wi = 0; wi < window_starts.size() && !result.stopped; ++wi) {
     const std::size_t first = window_starts[wi], end = std::min(first + o.window, n);
@@ -237,7 +241,7 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
     // The window's loss on all calibration tokens (soft or hard weights).
     auto full_loss = [&](bool hard) {
       for (std::size_t b = first; b < end; ++b) set_weights(b, hard);
-      std::vector<float> cur = xq, next;
+      detail::quant::aligned_floats cur = xq, next;
       for (std::size_t b = first; b < end; ++b) {
         next.resize(tokens * blocks[b]->output_size());
         blocks[b]->forward(cur.data(), layout, next.data());
@@ -280,7 +284,7 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
       const std::size_t bt = batch_layout.tokens();
       for (std::size_t b = first; b < end; ++b) {
         set_weights(b, false);
-        std::vector<float>& y = acts[b - first + 1];
+        detail::quant::aligned_floats& y = acts[b - first + 1];
         y.resize(bt * blocks[b]->output_size());
         blocks[b]->forward(acts[b - first].data(), batch_layout, y.data());
       }
@@ -327,7 +331,7 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
     for (std::size_t b = first; b < next; ++b) {
       finish_block(b);
       if (b + 1 < n) {
-        std::vector<float> y(tokens * blocks[b]->output_size());
+        detail::quant::aligned_floats y(tokens * blocks[b]->output_size());
         blocks[b]->forward(xq.data(), layout, y.data());
         xq.swap(y);
       }

@@ -17,7 +17,7 @@
 // bit for bit: here every product is an Eigen GEMM over all tokens (or over one sequence and
 // head for attention), whose summation order differs from run.c's index order.
 //
-// Every block owns its weights (std::vector<float>, row-major out x in) and one gradient buffer
+// Every block owns its weights (a copy, row-major out x in, aligned) and one gradient buffer
 // of the same shape per listed weight. Forward copies its input and keeps the intermediates
 // backward needs in member buffers that only ever grow, so after the first call at the largest
 // size the blocks allocate nothing themselves (Eigen's products may still take a packing
@@ -57,6 +57,13 @@ using const_band_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
 
 inline Eigen::Index ix(std::size_t n) { return static_cast<Eigen::Index>(n); }
 
+// Every buffer of a block starts on Eigen's packet alignment: Eigen's vectorised reductions
+// (softmax sums, dot products of short rows) peel their first elements by the address, so
+// with malloc's 16-byte alignment their summation order, and the last bits of the result,
+// would change from run to run with where the heap put a buffer.
+using floats = std::vector<float, Eigen::aligned_allocator<float>>;
+inline floats to_floats(const std::vector<float>& v) { return floats(v.begin(), v.end()); }
+
 inline matrix_map mat(float* p, std::size_t rows, std::size_t cols) {
   return matrix_map(p, ix(rows), ix(cols));
 }
@@ -78,7 +85,7 @@ inline void copy_floats(const float* from, std::size_t n, float* to) {
 }
 
 // Grows only: shrinking would give the capacity back and the next larger call would allocate.
-inline float* at_least(std::vector<float>& v, std::size_t n) {
+inline float* at_least(floats& v, std::size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
 }
@@ -100,7 +107,7 @@ inline void require_positive(const char* who, const char* field, std::size_t val
   if (value == 0) fail(who, std::string(field) + " is 0");
 }
 
-inline void require_size(const char* who, const char* field, const std::vector<float>& v,
+inline void require_size(const char* who, const char* field, const floats& v,
                          std::size_t rows, std::size_t cols) {
   if (v.size() != rows * cols)
     fail(who, std::string(field) + " has " + std::to_string(v.size()) + " floats, not " +
@@ -126,9 +133,9 @@ inline void require_backward(const char* who, bool forwarded, const float* dy,
 // y = x·Wᵀ, W out x in; no bias (a Llama has none).
 class linear_block final : public block {
  public:
-  linear_block(std::size_t out, std::size_t in, std::vector<float> weights,
+  linear_block(std::size_t out, std::size_t in, const std::vector<float>& weights,
                std::string name = "weight")
-      : out_(out), in_(in), w_(std::move(weights)), name_(std::move(name)) {
+      : out_(out), in_(in), w_(llama_blocks_detail::to_floats(weights)), name_(std::move(name)) {
     namespace d = llama_blocks_detail;
     d::require_positive("linear_block", "out", out_);
     d::require_positive("linear_block", "in", in_);
@@ -170,7 +177,7 @@ class linear_block final : public block {
 
  private:
   std::size_t out_, in_;
-  std::vector<float> w_, g_, x_;
+  llama_blocks_detail::floats w_, g_, x_;
   std::string name_;
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
@@ -180,8 +187,8 @@ class linear_block final : public block {
 // scale is a parameter quantisation leaves alone: not listed, no gradient.
 class rmsnorm_block final : public block {
  public:
-  rmsnorm_block(std::size_t dim, std::vector<float> scale, float eps = 1e-5f)
-      : dim_(dim), scale_(std::move(scale)), eps_(eps) {
+  rmsnorm_block(std::size_t dim, const std::vector<float>& scale, float eps = 1e-5f)
+      : dim_(dim), scale_(llama_blocks_detail::to_floats(scale)), eps_(eps) {
     namespace d = llama_blocks_detail;
     d::require_positive("rmsnorm_block", "dim", dim_);
     d::require_size("rmsnorm_block", "scale", scale_, 1, dim_);
@@ -233,9 +240,9 @@ class rmsnorm_block final : public block {
 
  private:
   std::size_t dim_;
-  std::vector<float> scale_;
+  llama_blocks_detail::floats scale_;
   float eps_;
-  std::vector<float> x_, inv_rms_;
+  llama_blocks_detail::floats x_, inv_rms_;
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
@@ -246,10 +253,10 @@ class rmsnorm_block final : public block {
 class attention_block final : public block {
  public:
   attention_block(std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads,
-                  std::vector<float> wq, std::vector<float> wk, std::vector<float> wv,
-                  std::vector<float> wo, float rope_theta = 10000.0f)
+                  const std::vector<float>& wq, const std::vector<float>& wk,
+                  const std::vector<float>& wv, const std::vector<float>& wo, float rope_theta = 10000.0f)
       : dim_(dim), heads_(n_heads), kv_heads_(n_kv_heads), theta_(rope_theta),
-        wq_(std::move(wq)), wk_(std::move(wk)), wv_(std::move(wv)), wo_(std::move(wo)) {
+        wq_(llama_blocks_detail::to_floats(wq)), wk_(llama_blocks_detail::to_floats(wk)), wv_(llama_blocks_detail::to_floats(wv)), wo_(llama_blocks_detail::to_floats(wo)) {
     namespace d = llama_blocks_detail;
     const char* who = "attention_block";
     d::require_positive(who, "dim", dim_);
@@ -461,11 +468,11 @@ class attention_block final : public block {
 
   std::size_t dim_, heads_, kv_heads_, head_size_ = 0, kv_dim_ = 0;
   float theta_;
-  std::vector<float> wq_, wk_, wv_, wo_, gq_, gk_, gv_, go_;
+  llama_blocks_detail::floats wq_, wk_, wv_, wo_, gq_, gk_, gv_, go_;
   std::vector<std::size_t> lengths_;
-  std::vector<float> n_, q_, k_, v_, a_, p_;  // kept by forward for backward
-  std::vector<float> da_, dq_, dk_, dv_, ds_;  // backward's scratch
-  std::vector<float> cos_, sin_;
+  llama_blocks_detail::floats n_, q_, k_, v_, a_, p_;  // kept by forward for backward
+  llama_blocks_detail::floats da_, dq_, dk_, dv_, ds_;  // backward's scratch
+  llama_blocks_detail::floats cos_, sin_;
   std::size_t table_positions_ = 0;
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
@@ -474,9 +481,9 @@ class attention_block final : public block {
 // The SwiGLU MLP: w1 (gate) and w3 (up) hidden x dim, w2 (down) dim x hidden.
 class swiglu_block final : public block {
  public:
-  swiglu_block(std::size_t dim, std::size_t hidden, std::vector<float> w1,
-               std::vector<float> w2, std::vector<float> w3)
-      : dim_(dim), hidden_(hidden), w1_(std::move(w1)), w2_(std::move(w2)), w3_(std::move(w3)) {
+  swiglu_block(std::size_t dim, std::size_t hidden, const std::vector<float>& w1,
+               const std::vector<float>& w2, const std::vector<float>& w3)
+      : dim_(dim), hidden_(hidden), w1_(llama_blocks_detail::to_floats(w1)), w2_(llama_blocks_detail::to_floats(w2)), w3_(llama_blocks_detail::to_floats(w3)) {
     namespace d = llama_blocks_detail;
     d::require_positive("swiglu_block", "dim", dim_);
     d::require_positive("swiglu_block", "hidden", hidden_);
@@ -549,9 +556,9 @@ class swiglu_block final : public block {
 
  private:
   std::size_t dim_, hidden_;
-  std::vector<float> w1_, w2_, w3_, g1_, g2_, g3_;
-  std::vector<float> n_, h1_, h3_, sig_, g_;  // kept by forward for backward
-  std::vector<float> dh1_, dh3_;
+  llama_blocks_detail::floats w1_, w2_, w3_, g1_, g2_, g3_;
+  llama_blocks_detail::floats n_, h1_, h3_, sig_, g_;  // kept by forward for backward
+  llama_blocks_detail::floats dh1_, dh3_;
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
@@ -672,8 +679,8 @@ class sequential_block final : public block {
  private:
   std::vector<std::unique_ptr<block>> steps_;
   naming naming_;
-  std::vector<std::vector<float>> between_;  // outputs of the steps but the last
-  std::vector<float> grads_[2];
+  std::vector<llama_blocks_detail::floats> between_;  // outputs of the steps but the last
+  llama_blocks_detail::floats grads_[2];
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
