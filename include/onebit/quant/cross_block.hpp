@@ -57,7 +57,8 @@ struct cross_block_progress {
 struct cross_block_options {
   rtn_options quant;  // bits, group, symmetric of every weight
   // Rounding variables and their optimisation (defaults from the sweeps of
-  // examples/tinyllama_cbq on stories260K; README).
+  // examples/tinyllama_cbq on stories260K, README: KL to FP32 at W2 per row with K = 1, 2, 3
+  // was 1.48, 1.38, 1.50; rank and init in lora_rounding.hpp).
   std::size_t rank = 16;  // used as min(rank, rows, cols) per weight
   rounding_init init = rounding_init::fit;
   rounding_regularizer regularizer = default_regularizer();
