@@ -399,7 +399,7 @@ int main(int argc, char** argv) {
     if (o.sweeps && cbq_w2 != nullptr) {
       std::printf("\nSweeps at W2 per row (defaults: r = %zu, K = %zu, init %s):\n\n", base.rank,
                   base.window, onebit::to_string(base.init));
-      std::printf("| sweep | run | cross-entropy | KL to FP32 | window losses (L2 + KL, all calibration tokens): RTN-grid start → best hard rounding kept | seconds |\n");
+      std::printf("| sweep | run | cross-entropy | KL to FP32 | window loss (L2 + KL, all calibration tokens) of the hard rounding: start → best kept | seconds |\n");
       std::printf("| --- | --- | --- | --- | --- | --- |\n");
       auto row = [](const char* sweep, const result& r) {
         std::printf("| %s | %s | %.4f | %.4f | %s | %.1f |\n", sweep, r.name.c_str(),
