@@ -560,6 +560,13 @@ inline std::vector<int> generate(const model& m, sampler& s, int steps,
   return out;
 }
 
+// How many tokens two generations share before their first difference.
+inline std::size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
+  std::size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
 // Sequences (each BOS then the model's own tokens, sampled at `temperature`) until they hold
 // at least `tokens` predicted tokens in all; each sequence runs up to seq_len positions or
 // until the model produces BOS.

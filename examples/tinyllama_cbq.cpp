@@ -206,12 +206,6 @@ cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint
   return run;
 }
 
-std::size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
-  std::size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
-}
-
 struct result {
   std::string section, name;
   llama::comparison c;
@@ -348,7 +342,7 @@ int main(int argc, char** argv) {
           r.bits_per_weight = static_cast<double>(bits) / static_cast<double>(weights);
           llama::sampler g;
           r.story = llama::generate(run.m, g, 256);
-          r.same = common_prefix(r.story, story);
+          r.same = llama::common_prefix(r.story, story);
           if (!run.start.empty()) {
             char buf[64];
             for (std::size_t w = 0; w < run.start.size(); ++w) {

@@ -80,13 +80,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Greedy tokens the same as the reference's before the first difference.
-std::size_t common_prefix(const std::vector<int>& a, const std::vector<int>& b) {
-  std::size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,7 +171,7 @@ int main(int argc, char** argv) {
     const std::vector<int> tokens = llama::generate(r.m, greedy, 256);
     std::printf("| %s | %.3f | %.4f | %.3f | %+.4f | %zu of %zu |\n", r.name.c_str(),
                 static_cast<double>(bits) / static_cast<double>(weights), ce, std::exp(ce),
-                ce - reference, common_prefix(tokens, story), story.size());
+                ce - reference, llama::common_prefix(tokens, story), story.size());
     std::fflush(stdout);
   }
 
