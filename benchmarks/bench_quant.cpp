@@ -40,7 +40,7 @@
 
 #include <time.h>
 
-#include <onebit/onebit.hpp>
+#include <onebit/quant.hpp>
 
 #include "eigen_gemm.hpp"
 

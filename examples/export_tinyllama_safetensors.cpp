@@ -10,7 +10,7 @@
 //   layers.L.attention_norm.weight, layers.L.attention.w{q,k,v,o}.weight,
 //   layers.L.ffn_norm.weight, layers.L.feed_forward.w{1,2,3}.weight.
 // The configuration goes into __metadata__ ("dim", "hidden_dim", ..., "shared_classifier").
-#include <onebit/io/llama2c.hpp>
+#include <onebit/models/llama2c.hpp>
 #include <onebit/io/safetensors.hpp>
 
 #include <cstdio>
@@ -19,7 +19,7 @@
 #include <vector>
 
 #ifndef ONEBIT_DATA_DIR
-#define ONEBIT_DATA_DIR "../shared/data"
+#define ONEBIT_DATA_DIR "tests/data"
 #endif
 
 int main(int argc, char** argv) {

@@ -40,7 +40,7 @@ int main() {
 
   std::vector<float> x(in), y(out);
   for (float& v : x) v = normal(rng);
-  layer.forward(x.data(), y.data());  // y = ((x ⊙ g) · Wᵀ) ⊙ h
+  onebit::gemv(layer, x.data(), y.data());  // y = ((x ⊙ g) · Wᵀ) ⊙ h
 
   double err = 0, norm = 0;
   for (std::size_t j = 0; j < out; ++j) {

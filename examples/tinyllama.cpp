@@ -8,15 +8,17 @@
 //
 // Data: shared/data/tinyllamas beside the project (or --data DIR): stories260K.bin, tok512.bin
 // and README.md (its reference story). Nothing is downloaded.
-#include "llama.hpp"
+#include <onebit/models/llama.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+namespace llama = onebit::llama;
+
 #ifndef ONEBIT_DATA_DIR
-#define ONEBIT_DATA_DIR "../shared/data"
+#define ONEBIT_DATA_DIR "tests/data"
 #endif
 
 namespace {

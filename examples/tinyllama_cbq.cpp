@@ -12,11 +12,11 @@
 // LoRA-Rounding per layer sees the inputs the float model gives each layer; CBQ the token
 // embeddings, pushed through the five transformer blocks (onebit::llama_transformer_block).
 // Independent runs go to --threads threads (2 by default); each run is deterministic.
-#include "llama.hpp"
+#include <onebit/models/llama.hpp>
 
 #include <onebit/quant/cfp.hpp>
 #include <onebit/quant/cross_block.hpp>
-#include <onebit/quant/llama_blocks.hpp>
+#include <onebit/models/llama_blocks.hpp>
 #include <onebit/quant/lora_rounding.hpp>
 
 #include <atomic>
@@ -29,8 +29,10 @@
 #include <thread>
 #include <vector>
 
+namespace llama = onebit::llama;
+
 #ifndef ONEBIT_DATA_DIR
-#define ONEBIT_DATA_DIR "../shared/data"
+#define ONEBIT_DATA_DIR "tests/data"
 #endif
 
 namespace {

@@ -9,8 +9,8 @@
 //
 // and the SVID optimum sqrt(1 − σ₁²/‖W‖²) from the rank-1 factor, which the data README's
 // table gives too. Usage: tinyllama_matrices [path/to/stories260K.bin]
-#include <onebit/io/llama2c.hpp>
-#include <onebit/onebit.hpp>
+#include <onebit/models/llama2c.hpp>
+#include <onebit/quant.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -19,7 +19,7 @@
 #include <vector>
 
 #ifndef ONEBIT_DATA_DIR
-#define ONEBIT_DATA_DIR "../shared/data"
+#define ONEBIT_DATA_DIR "tests/data"
 #endif
 
 namespace {

@@ -20,7 +20,7 @@
 //
 // About a minute on one core of the 2-core VM; runs are deterministic for a given seed and
 // instruction-set path.
-#include "llama.hpp"
+#include <onebit/models/llama.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -29,8 +29,10 @@
 #include <string>
 #include <vector>
 
+namespace llama = onebit::llama;
+
 #ifndef ONEBIT_DATA_DIR
-#define ONEBIT_DATA_DIR "../shared/data"
+#define ONEBIT_DATA_DIR "tests/data"
 #endif
 
 namespace {

@@ -12,6 +12,7 @@
 // exception of another type, a mismatch) is a finding. Built by scripts/fuzz.sh with clang++
 // -fsanitize=fuzzer,address,undefined; built without -DONEBIT_LIBFUZZER it is a replay program
 // that runs the files or directories given on its command line once (the corpus test).
+#include <onebit/gemm.hpp>
 #include <onebit/io/safetensors.hpp>
 
 #include <cstddef>

@@ -7,8 +7,8 @@ set -euo pipefail
 
 ONEBIT_PACKAGES=(
   cmake ninja-build make g++ clang           # build; clang for the header checks
-  libxsimd-dev libeigen3-dev                 # onebit's dependencies (header-only)
-  nlohmann-json3-dev                         # onebit/io: safetensors headers (header-only)
+  libeigen3-dev                              # onebit::quant (header-only)
+  nlohmann-json3-dev                         # onebit::io: safetensors headers (header-only)
   libclang-rt-14-dev                         # libFuzzer for clang++ -fsanitize=fuzzer
   doctest-dev libbenchmark-dev               # tests, benchmarks
   g++-aarch64-linux-gnu qemu-user            # the aarch64 (NEON) leg, run under qemu

@@ -1,9 +1,9 @@
 // The Llama blocks of cross-block reconstruction (quant/llama_blocks.hpp): every backward
 // against central finite differences, the transformer block against examples/llama.hpp on the
 // real stories260K weights, causality within and independence across sequences, bad shapes.
-#include "../examples/llama.hpp"
+#include <onebit/models/llama.hpp>
 
-#include <onebit/quant/llama_blocks.hpp>
+#include <onebit/models/llama_blocks.hpp>
 
 #include <doctest/doctest.h>
 
@@ -15,6 +15,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+namespace llama = onebit::llama;
 
 namespace {
 

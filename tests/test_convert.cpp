@@ -1,7 +1,7 @@
 // The conversion behind onebit-convert (tools/convert.hpp): converted layers are exactly SVID's
 // (or RTN's) in memory, everything else passes through byte for byte, bad choices are refused by
 // name. (test_convert_llama.cpp runs the tiny Llama from a converted file.)
-#include "../tools/convert.hpp"
+#include <onebit/models/convert.hpp>
 
 #include <onebit/io/safetensors.hpp>
 #include <onebit/quant/svid.hpp>
@@ -64,7 +64,7 @@ TEST_CASE("converted layers are SVID's, bit for bit; other tensors pass through 
   const io::safetensors_view in = input.view();
 
   std::vector<std::string> seen;
-  onebit_tools::conversion c = onebit_tools::convert(
+  onebit::models::conversion c = onebit::models::convert(
       in, {}, [&](std::size_t done, std::size_t total, const std::string& name) {
         CHECK(total == 3);
         if (done < total) seen.push_back(name);
@@ -82,7 +82,7 @@ TEST_CASE("converted layers are SVID's, bit for bit; other tensors pass through 
   CHECK(out.metadata().at("format") == "onebit");
   CHECK(out.metadata().at("dim") == "100");
   CHECK(out.metadata().at("converter") == "onebit-convert (svid)");
-  for (const onebit_tools::layer_report& r : c.layers) {
+  for (const onebit::models::layer_report& r : c.layers) {
     CAPTURE(r.tensor);
     const std::vector<float> w0 = in.floats(r.tensor);
     const onebit::svid_result<> expected = onebit::svid_with_error(w0.data(), r.out, r.in, r.in);
@@ -101,7 +101,7 @@ TEST_CASE("converted layers are SVID's, bit for bit; other tensors pass through 
   }
 
   // Converting the converted file again keeps its layers and converts nothing more.
-  const onebit_tools::conversion again = onebit_tools::convert(out, {});
+  const onebit::models::conversion again = onebit::models::convert(out, {});
   CHECK(again.layers.empty());
   const aligned_file twice(again.writer.bytes());
   const io::safetensors_view t = twice.view();
@@ -121,12 +121,12 @@ TEST_CASE("include and exclude patterns choose the matrices; bad choices are ref
   const aligned_file input(w.bytes());
   const io::safetensors_view in = input.view();
 
-  const auto names = [&](const onebit_tools::convert_options& o) {
+  const auto names = [&](const onebit::models::convert_options& o) {
     std::vector<std::string> out;
-    for (const io::tensor_info* t : onebit_tools::chosen(in, o)) out.push_back(t->name);
+    for (const io::tensor_info* t : onebit::models::chosen(in, o)) out.push_back(t->name);
     return out;
   };
-  onebit_tools::convert_options o;
+  onebit::models::convert_options o;
   CHECK(names(o) == std::vector<std::string>{"layers.0.attention.wq.weight", "layers.1.attention.wq.weight",
                                               "layers.0.feed_forward.w2.weight"});
   o.exclude = {"layers.1.*"};
@@ -134,16 +134,16 @@ TEST_CASE("include and exclude patterns choose the matrices; bad choices are ref
   o.include = {"layers.0.*"};  // the 1-D norm matches but is not a matrix: it stays
   o.exclude = {"*.w2.weight"};
   CHECK(names(o) == std::vector<std::string>{"layers.0.attention.wq.weight"});
-  CHECK(onebit_tools::layer_name("x.weight", ".weight") == "x");
-  CHECK(onebit_tools::layer_name("x.bias", ".weight") == "x.bias");
+  CHECK(onebit::models::layer_name("x.weight", ".weight") == "x");
+  CHECK(onebit::models::layer_name("x.bias", ".weight") == "x.bias");
 
   o.include = {"bad.ints"};
   o.exclude.clear();
-  CHECK_THROWS_WITH_AS(onebit_tools::convert(in, o),
+  CHECK_THROWS_WITH_AS(onebit::models::convert(in, o),
                        doctest::Contains("tensor \"bad.ints\": dtype I8 is not a float weight"),
                        std::invalid_argument);
   o.include = {"bad.nan"};
-  CHECK_THROWS_WITH_AS(onebit_tools::convert(in, o), doctest::Contains("tensor \"bad.nan\": "),
+  CHECK_THROWS_WITH_AS(onebit::models::convert(in, o), doctest::Contains("tensor \"bad.nan\": "),
                        std::invalid_argument);
   // A layer whose .W name is taken by a tensor already in the file.
   io::writer clash;
@@ -151,7 +151,7 @@ TEST_CASE("include and exclude patterns choose the matrices; bad choices are ref
   clash.add("x.W", a.data(), {4, 8});
   const aligned_file clash_file(clash.bytes());
   o.include = {"x.weight"};
-  CHECK_THROWS_WITH_AS(onebit_tools::convert(clash_file.view(), o), doctest::Contains("\"x.W\" is added twice"),
+  CHECK_THROWS_WITH_AS(onebit::models::convert(clash_file.view(), o), doctest::Contains("\"x.W\" is added twice"),
                        std::invalid_argument);
 }
 
@@ -160,11 +160,11 @@ TEST_CASE("with --method=rtn the converted matrices are rtn's, bit for bit, and 
   io::writer w;
   w.add("m.q_proj.weight", w0.data(), {6, 50});
   const aligned_file input(w.bytes());
-  onebit_tools::convert_options o;
-  o.how = onebit_tools::method::rtn;
+  onebit::models::convert_options o;
+  o.how = onebit::models::method::rtn;
   o.rtn.bits = 3;
   o.rtn.group = 16;
-  const onebit_tools::conversion c = onebit_tools::convert(input.view(), o);
+  const onebit::models::conversion c = onebit::models::convert(input.view(), o);
   REQUIRE(c.layers.size() == 1);
   CHECK(c.layers[0].kind == "rtn w3 g16");
   const onebit::lowbit_matrix expected = onebit::rtn(w0.data(), 6, 50, 50, o.rtn);

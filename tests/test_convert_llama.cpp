@@ -1,8 +1,8 @@
 // The tiny Llama (examples/llama.hpp) converted by onebit-convert's function to a onebit file,
 // its layers served zero-copy from the mapped file, generates the same text as the same
 // conversion done in memory.
-#include "../tools/convert.hpp"
-#include "../examples/llama.hpp"
+#include <onebit/models/convert.hpp>
+#include <onebit/models/llama.hpp>
 
 #include <onebit/io/safetensors.hpp>
 #include <onebit/quant/svid.hpp>
@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace llama = onebit::llama;
 
 namespace io = onebit::io;
 
@@ -82,7 +84,7 @@ TEST_CASE("the tiny Llama converted to a file and served zero-copy writes the in
   w.write(float_path);
   {
     const io::mapped_file float_file(float_path);
-    onebit_tools::conversion c = onebit_tools::convert(float_file.file(), {});
+    onebit::models::conversion c = onebit::models::convert(float_file.file(), {});
     CHECK(c.layers.size() == 35);
     c.writer.write(onebit_path);
   }

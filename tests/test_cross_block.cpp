@@ -3,7 +3,7 @@
 // the blocks left holding exactly its dequantised weights, a lower chain output error than RTN,
 // the windows and their reports, early stop, seeding and bad input.
 #include <onebit/quant/cross_block.hpp>
-#include <onebit/quant/llama_blocks.hpp>
+#include <onebit/models/llama_blocks.hpp>
 #include <onebit/quant/rtn.hpp>
 
 #include <doctest/doctest.h>
@@ -121,7 +121,7 @@ bool same_result(const cross_block_result& a, const cross_block_result& b) {
          a.outliers_truncated == b.outliers_truncated && a.stopped == b.stopped;
 }
 
-// Every block of the chain holds exactly result.weights[b][i].dequantized(), in weights() order,
+// Every block of the chain holds exactly onebit::dequantized(result.weights[b][i]), in weights() order,
 // with the shapes and format asked.
 void check_holds_result(chain& c, const cross_block_result& result, const onebit::rtn_options& q) {
   REQUIRE(result.weights.size() == c.blocks.size());
@@ -138,7 +138,7 @@ void check_holds_result(chain& c, const cross_block_result& result, const onebit
       CHECK(m.bits() == q.bits);
       CHECK(m.group() == q.group);
       CHECK(m.symmetric() == q.symmetric);
-      const onebit::row_major_matrix d = m.dequantized();
+      const onebit::row_major_matrix d = onebit::dequantized(m);
       std::size_t differ = 0;
       for (std::size_t k = 0; k < ws[i].rows * ws[i].cols; ++k) differ += d.data()[k] != ws[i].value[k];
       CHECK(differ == 0);
@@ -231,7 +231,7 @@ TEST_CASE("cross_block: three transformer blocks, W2 and W3, beat RTN and hold t
     for (block* b : rtn.blocks)
       for (const onebit::block_weight& w : b->weights()) {
         const onebit::row_major_matrix d =
-            onebit::rtn(w.value, w.rows, w.cols, w.cols, o.quant).dequantized();
+            onebit::dequantized(onebit::rtn(w.value, w.rows, w.cols, w.cols, o.quant));
         std::copy(d.data(), d.data() + d.size(), w.value);
       }
     const double learned_error = squared_distance(target, out);

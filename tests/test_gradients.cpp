@@ -1,4 +1,4 @@
-#include <onebit/gradients.hpp>
+#include <onebit/quant/gradients.hpp>
 
 #include <doctest/doctest.h>
 

@@ -27,7 +27,7 @@ TEST_CASE("storage counts for rectangular layers") {
   CHECK(layer.out_features() == 11008);
 }
 
-TEST_CASE_TEMPLATE("forward is gemm: single row and batch, float and half", Word, std::uint8_t,
+TEST_CASE_TEMPLATE("gemm and gemv on a linear, its view and either Word: single row and batch, float and half", Word, std::uint8_t,
                    std::uint64_t) {
   const auto layer = onebit_test::random_layer<Word>(9, 37);
   const std::size_t batch = 3;
@@ -36,16 +36,16 @@ TEST_CASE_TEMPLATE("forward is gemm: single row and batch, float and half", Word
   for (std::size_t i = 0; i < x.size(); ++i) xh[i] = onebit::to_half(x[i]);
 
   std::vector<float> y_batch(batch * 9), y_row(9), y_gemm(batch * 9);
-  layer.forward(x.data(), batch, 37, y_batch.data(), 9);
-  onebit::gemm(layer, x.data(), batch, 37, y_gemm.data(), 9, onebit::kernel::automatic);
+  onebit::gemm(layer, x.data(), batch, 37, y_batch.data(), 9);
+  onebit::gemm(layer.view(), x.data(), batch, 37, y_gemm.data(), 9, onebit::kernel::automatic);
   CHECK(y_batch == y_gemm);
-  layer.forward(x.data() + 37, y_row.data());
+  onebit::gemv(layer, x.data() + 37, y_row.data());
   CHECK(std::vector<float>(y_batch.begin() + 9, y_batch.begin() + 18) == y_row);
 
-  layer.forward(xh.data(), batch, 37, y_batch.data(), 9);
+  onebit::gemm(layer, xh.data(), batch, 37, y_batch.data(), 9, onebit::gemm_options{});
   onebit::gemm(layer.view(), xh.data(), batch, 37, y_gemm.data(), 9);
   CHECK(y_batch == y_gemm);
-  layer.view().forward(xh.data(), y_row.data());
+  onebit::gemv(layer.view(), xh.data(), y_row.data());
   CHECK(std::vector<float>(y_batch.begin(), y_batch.begin() + 9) == y_row);
 }
 
@@ -55,10 +55,10 @@ TEST_CASE("a layer whose g or h has the wrong length is refused with the shapes"
   layer.g.pop_back();
   CHECK_THROWS_WITH_AS(layer.view(), "onebit::linear: g has 6 values for a 3x7 (out x in) layer; it needs 7",
                        std::invalid_argument);
-  CHECK_THROWS_AS(layer.forward(x.data(), y.data()), std::invalid_argument);
+  CHECK_THROWS_AS(onebit::gemv(layer, x.data(), y.data()), std::invalid_argument);
   layer.g.push_back(onebit::to_half(1.0f));
   layer.h.push_back(onebit::to_half(1.0f));
-  CHECK_THROWS_WITH_AS(layer.forward(x.data(), y.data()),
+  CHECK_THROWS_WITH_AS(onebit::gemv(layer, x.data(), y.data()),
                        "onebit::linear: h has 4 values for a 3x7 (out x in) layer; it needs 3",
                        std::invalid_argument);
 }

@@ -1,4 +1,4 @@
-#include <onebit/io/llama2c.hpp>
+#include <onebit/models/llama2c.hpp>
 
 #include <doctest/doctest.h>
 
@@ -37,9 +37,14 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+// The bytes of a test-data file; a missing or unreadable one fails the test case, naming it
+// (the tiny Llama ships in tests/data: see tests/data/README.md).
 std::vector<unsigned char> file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), {});
+  if (!in) FAIL("cannot open test data " << path << " (tests/data/README.md lists the files)");
+  std::vector<unsigned char> bytes(std::istreambuf_iterator<char>(in), {});
+  if (bytes.empty()) FAIL("test data " << path << " is empty");
+  return bytes;
 }
 
 // A scratch directory of its own, removed at the end.

@@ -328,7 +328,7 @@ struct one_step_count {
 // w, |ŵ − w| ≤ s·(1 + 1e-5) (float rounding of w/s and of ŵ); the others exactly at the grid's
 // end s·(lo − z) or s·(hi − z).
 one_step_count one_step(const row_major_matrix& w, const lowbit_matrix& m) {
-  const row_major_matrix wq = m.dequantized();
+  const row_major_matrix wq = onebit::dequantized(m);
   const double lo = m.symmetric() ? 1 : 0, hi = (1 << m.bits()) - 1;
   one_step_count n;
   for (std::size_t r = 0; r < m.rows(); ++r)
@@ -389,7 +389,7 @@ TEST_CASE("learned_rounding and lora_rounding: the hard result is within one ste
           // The hard weights() are the result's dequantised values, bit for bit.
           row_major_matrix hard(rows, cols);
           lr.weights(hard.data(), cols, true);
-          CHECK(hard == m.dequantized());
+          CHECK(hard == onebit::dequantized(m));
         }
         lora_rounding_options o;
         o.quant = quant;
@@ -421,8 +421,8 @@ TEST_CASE("lora_rounding: beats RTN on the output error with correlated inputs")
       lora_rounding_options o;
       o.quant = {bits, group, false};
       CAPTURE(describe(o.init, o.quant));
-      const double learned = output_error(x, onebit::lora_rounding(w, x, o).dequantized(), w);
-      const double rtn = output_error(x, onebit::rtn(w, o.quant).dequantized(), w);
+      const double learned = output_error(x, onebit::dequantized(onebit::lora_rounding(w, x, o)), w);
+      const double rtn = output_error(x, onebit::dequantized(onebit::rtn(w, o.quant)), w);
       MESSAGE(describe(o.init, o.quant), ": ‖X(Ŵ−W)ᵀ‖² lora_rounding ", learned, ", rtn ", rtn,
               " (‖XWᵀ‖² ", output_energy(x, w), ")");
       CHECK(learned < rtn);
@@ -443,8 +443,8 @@ TEST_CASE("lora_rounding: never worse than RTN on the calibration inputs") {
       o.init = init;
       o.iterations = 100;
       CAPTURE(describe(o.init, o.quant));
-      const double learned = output_error(x, onebit::lora_rounding(w, x, o).dequantized(), w);
-      const double rtn = output_error(x, onebit::rtn(w, o.quant).dequantized(), w);
+      const double learned = output_error(x, onebit::dequantized(onebit::lora_rounding(w, x, o)), w);
+      const double rtn = output_error(x, onebit::dequantized(onebit::rtn(w, o.quant)), w);
       CHECK(learned <= rtn * (1 + 1e-5));
     }
 }
@@ -514,7 +514,7 @@ TEST_CASE("lora_rounding: progress reports and early stop") {
   REQUIRE(m.cols() == cols);
   CHECK(m.bits() == 3);
   CHECK(m.symmetric());
-  const row_major_matrix d = m.dequantized();
+  const row_major_matrix d = onebit::dequantized(m);
   CHECK(d.allFinite());
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) CHECK(m.code(r, c) >= 1u);  // symmetric: codes 1..7

@@ -2,6 +2,7 @@
 // with the dequantised weights, within the bound of lowbit_linear.hpp, on every instruction-set
 // path this CPU runs, plain and packed; row ranges, strides, batches, half input, bad input.
 #include <onebit/lowbit_linear.hpp>
+#include <onebit/quant/products.hpp>
 #include <onebit/quant/rtn.hpp>
 
 #include <doctest/doctest.h>
@@ -52,7 +53,7 @@ template <class T>
 outcome run_case(const onebit::lowbit_matrix& m, const onebit::lowbit_linear& layer,
                  const std::vector<T>& x, std::size_t batch, std::size_t ldx) {
   const std::size_t out = m.rows(), in = m.cols(), ldy = out + 5;
-  const row_major_matrix w = m.dequantized();
+  const row_major_matrix w = onebit::dequantized(m);
   onebit_test::offset_buffer<float> y(batch * ldy, 3, -777.0f);
   onebit::gemm(layer, x.data(), batch, ldx, y.data(), ldy);
   const double k = m.bits(), middle = (std::pow(2.0, k) - 1) / 2;
@@ -207,26 +208,26 @@ TEST_CASE("a prepared low-bit product prepares again; forward, gemv and the Eige
     std::vector<float> y1(batch * 33 + 1, 0.0f), y2(batch * 33 + 1, 0.0f);
     p.prepare(layer, x.data(), batch, 70, y1.data(), 33);
     p.run();
-    layer.forward(x.data(), batch, 70, y2.data(), 33);
+    onebit::gemm(layer, x.data(), batch, 70, y2.data(), 33);
     CHECK(y1 == y2);
     CHECK(p.batch() == batch);
   }
   const row_major_matrix x = gaussian_matrix(4, 70);
-  const row_major_matrix y = layer.forward(x);
+  const row_major_matrix y = onebit::gemm(layer, x);
   std::vector<float> row(33);
   onebit::gemv(layer, x.data() + 70, row.data());
   for (Eigen::Index j = 0; j < 33; ++j) CHECK(y(1, j) == row[static_cast<std::size_t>(j)]);
-  const Eigen::MatrixXd exact = x.cast<double>() * m.dequantized().cast<double>().transpose();
+  const Eigen::MatrixXd exact = x.cast<double>() * onebit::dequantized(m).cast<double>().transpose();
   CHECK((y.cast<double>() - exact).cwiseAbs().maxCoeff() <= 1e-4 * exact.cwiseAbs().maxCoeff());
 }
 
 TEST_CASE("the int8 and binary kernels run the planes too, as approximations") {
   const onebit::lowbit_matrix m = onebit::rtn(gaussian_matrix(64, 256), {4, 64, false});
   const row_major_matrix x = gaussian_matrix(3, 256);
-  const Eigen::MatrixXd exact = x.cast<double>() * m.dequantized().cast<double>().transpose();
+  const Eigen::MatrixXd exact = x.cast<double>() * onebit::dequantized(m).cast<double>().transpose();
   for (kernel k : {kernel::popcount_int8, kernel::lut, kernel::popcount_binary}) {
     const onebit::lowbit_linear layer(m, {k, std::nullopt, true});
-    const double rel = (layer.forward(x).cast<double>() - exact).norm() / exact.norm();
+    const double rel = (onebit::gemm(layer, x).cast<double>() - exact).norm() / exact.norm();
     MESSAGE(std::string(onebit::to_string(k)), ": relative error ", rel, " against the dequantised product");
     CHECK(rel < (k == kernel::popcount_binary ? 1.0 : 0.05));
   }
@@ -244,7 +245,7 @@ TEST_CASE("lowbit_linear bad input throws std::invalid_argument naming the shape
   CHECK(contains(message_of([&] { onebit::gemm(layer, x.data(), 2, 9, y.data(), 6); }), "ldx 9 < in 10"));
   CHECK(contains(message_of([&] { onebit::gemm(layer, x.data(), 2, 10, y.data(), 5); }), "ldy 5 < out 6"));
   CHECK(contains(message_of([&] { onebit::gemm(layer, x.data(), 2, 10, x.data() + 5, 6); }), "overlaps"));
-  CHECK(contains(message_of([&] { layer.forward(gaussian_matrix(2, 9)); }), "x has 9 columns"));
+  CHECK(contains(message_of([&] { onebit::gemm(layer, gaussian_matrix(2, 9)); }), "x has 9 columns"));
   CHECK(contains(message_of([&] { onebit::lowbit_linear empty{onebit::lowbit_matrix()}; }), "empty"));
   CHECK(contains(message_of([&] { onebit::gemm(onebit::lowbit_linear(), x.data(), 1, 10, y.data(), 6); }),
                  "empty layer"));

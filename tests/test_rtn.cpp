@@ -88,7 +88,7 @@ std::size_t check_against_oracle(const row_major_matrix& w, int bits, std::size_
   REQUIRE(m.groups_per_row() == o.groups);
   REQUIRE(m.group_size() == o.G);
   std::size_t bad = 0;
-  const row_major_matrix d = m.dequantized();
+  const row_major_matrix d = onebit::dequantized(m);
   for (std::size_t r = 0; r < rows; ++r) {
     for (std::size_t g = 0; g < o.groups; ++g) {
       bad += m.scale(r, g) != o.s[r * o.groups + g];
@@ -230,13 +230,13 @@ TEST_CASE("constant groups are exact: group 1 reproduces every value at every bi
     for (bool symmetric : {false, true}) {
       if (symmetric && bits == 1) continue;
       const onebit::lowbit_matrix m = onebit::rtn(w, {bits, 1, symmetric});
-      CHECK(m.dequantized() == w);
+      CHECK(onebit::dequantized(m) == w);
     }
   const row_major_matrix c = row_major_matrix::Constant(3, 10, 3.1f);
-  CHECK(onebit::rtn(c, {2, 0, false}).dequantized() == c);
-  CHECK(onebit::rtn(c, {2, 4, true}).dequantized() == c);
-  CHECK(onebit::rtn(-c, {1, 0, false}).dequantized() == -c);
-  CHECK(onebit::rtn(row_major_matrix::Zero(2, 3), {5, 0, false}).dequantized() == row_major_matrix::Zero(2, 3));
+  CHECK(onebit::dequantized(onebit::rtn(c, {2, 0, false})) == c);
+  CHECK(onebit::dequantized(onebit::rtn(c, {2, 4, true})) == c);
+  CHECK(onebit::dequantized(onebit::rtn(-c, {1, 0, false})) == -c);
+  CHECK(onebit::dequantized(onebit::rtn(row_major_matrix::Zero(2, 3), {5, 0, false})) == row_major_matrix::Zero(2, 3));
 }
 
 TEST_CASE("storage_bits is exact; groups, planes and their padding") {
@@ -274,7 +274,7 @@ TEST_CASE("from_codes rebuilds an rtn result; half, bfloat16 and strided input")
       for (std::size_t c = 0; c < 37; ++c) q[r * 40 + c] = static_cast<std::uint8_t>(m.code(r, c));
     const onebit::lowbit_matrix back = onebit::lowbit_matrix::from_codes(
         q.data(), 4, 37, 40, 3, 8, m.scales().data(), symmetric ? nullptr : m.zeros().data());
-    CHECK(back.dequantized() == m.dequantized());
+    CHECK(onebit::dequantized(back) == onebit::dequantized(m));
     CHECK(back.storage_bits() == m.storage_bits());
     CHECK(back.symmetric() == symmetric);
     for (int b = 0; b < 3; ++b) CHECK(back.plane(b) == m.plane(b));
@@ -290,14 +290,14 @@ TEST_CASE("from_codes rebuilds an rtn result; half, bfloat16 and strided input")
       wh(r, c) = onebit::to_float(h[i]);
       wb(r, c) = onebit::to_float(bf[i]);
     }
-  CHECK(onebit::rtn(h.data(), 4, 37, 40, {4, 16, false}).dequantized() ==
-        onebit::rtn(wh, {4, 16, false}).dequantized());
-  CHECK(onebit::rtn(bf.data(), 4, 37, 40, {4, 16, true}).dequantized() ==
-        onebit::rtn(wb, {4, 16, true}).dequantized());
+  CHECK(onebit::dequantized(onebit::rtn(h.data(), 4, 37, 40, {4, 16, false})) ==
+        onebit::dequantized(onebit::rtn(wh, {4, 16, false})));
+  CHECK(onebit::dequantized(onebit::rtn(bf.data(), 4, 37, 40, {4, 16, true})) ==
+        onebit::dequantized(onebit::rtn(wb, {4, 16, true})));
   row_major_matrix wide = row_major_matrix::Constant(4, 50, 99.0f);
   wide.leftCols(37) = w;
-  CHECK(onebit::rtn(wide.leftCols(37), {2, 0, false}).dequantized() ==
-        onebit::rtn(w, {2, 0, false}).dequantized());
+  CHECK(onebit::dequantized(onebit::rtn(wide.leftCols(37), {2, 0, false})) ==
+        onebit::dequantized(onebit::rtn(w, {2, 0, false})));
   // dequantize into a strided buffer leaves the gaps alone.
   const onebit::lowbit_matrix m = onebit::rtn(w);
   std::vector<float> out(4 * 41, -5.0f);

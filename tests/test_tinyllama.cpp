@@ -1,13 +1,15 @@
 // The real model end to end: examples/llama.hpp reproduces run.c's text exactly, onebit and
 // low-bit layers plug into it and compute what their dequantised weights do, and the
 // whole-model quality numbers of examples/tinyllama_quality stay where they were measured.
-#include "../examples/llama.hpp"
+#include <onebit/models/llama.hpp>
 
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
+
+namespace llama = onebit::llama;
 
 namespace {
 

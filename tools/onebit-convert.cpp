@@ -1,6 +1,6 @@
 // onebit-convert: a float model's safetensors file in, its linear layers as OneBit layers out.
 // See usage() below, or run `onebit-convert --help`.
-#include "convert.hpp"
+#include <onebit/models/convert.hpp>
 
 #include <unistd.h>
 
@@ -71,7 +71,7 @@ Example:
 }
 
 struct arguments {
-  onebit_tools::convert_options options;
+  onebit::models::convert_options options;
   std::vector<std::string> files;
   bool dry_run = false, quiet = false, progress = false;
   bool include_given = false, rtn_given = false;
@@ -155,9 +155,9 @@ arguments parse(int argc, char** argv) {
     } else if (name == "method") {
       const std::string m = take();
       if (m == "svid")
-        a.options.how = onebit_tools::method::svid;
+        a.options.how = onebit::models::method::svid;
       else if (m == "rtn")
-        a.options.how = onebit_tools::method::rtn;
+        a.options.how = onebit::models::method::rtn;
       else
         usage_error("unknown method '" + m + "' (known: svid, rtn)");
     } else if (name == "rank1") {
@@ -195,7 +195,7 @@ arguments parse(int argc, char** argv) {
       usage_error("unknown option '--" + name + "'");
     }
   }
-  if (a.rtn_given && a.options.how != onebit_tools::method::rtn)
+  if (a.rtn_given && a.options.how != onebit::models::method::rtn)
     usage_error("--bits, --group and --symmetric go with --method=rtn");
   if (a.options.rtn.symmetric && a.options.rtn.bits < 2)
     usage_error("--symmetric needs --bits of 2 or more");
@@ -239,19 +239,19 @@ int main(int argc, char** argv) {
   try {
     const onebit::io::mapped_file input(input_path);
     if (args.dry_run) {
-      const auto todo = onebit_tools::chosen(input.file(), args.options);
+      const auto todo = onebit::models::chosen(input.file(), args.options);
       for (const onebit::io::tensor_info* t : todo)
         std::printf("%s %s %s -> %s\n", t->name.c_str(), onebit::io::to_string(t->type),
                     onebit::io::detail::shape_text(t->shape).c_str(),
-                    onebit_tools::layer_name(t->name, args.options.strip_suffix).c_str());
+                    onebit::models::layer_name(t->name, args.options.strip_suffix).c_str());
       std::printf("%zu of %zu tensors would be converted\n", todo.size(), input.tensors().size());
       return exit_ok;
     }
     const std::string& output_path = args.files[1];
     const bool bar = !args.quiet && (args.progress || ::isatty(STDERR_FILENO) != 0);
-    onebit_tools::progress_fn progress;
+    onebit::models::progress_fn progress;
     if (bar) progress = draw_progress;
-    onebit_tools::conversion c = onebit_tools::convert(input.file(), args.options, progress);
+    onebit::models::conversion c = onebit::models::convert(input.file(), args.options, progress);
     if (c.layers.empty())
       std::fprintf(stderr, "onebit-convert: warning: no tensor of %s matches the include patterns; "
                            "writing the tensors unchanged\n", input_path.c_str());
@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
                 "rel. error");
     double error_sum = 0, paper_bits = 0;
     std::uint64_t parameters = 0;
-    for (const onebit_tools::layer_report& r : c.layers) {
+    for (const onebit::models::layer_report& r : c.layers) {
       const std::string shape = std::to_string(r.out) + "x" + std::to_string(r.in);
       std::printf("%-40s %-12s %11s %6.4f (%6.3f) %10.4f\n", r.layer.c_str(), r.kind.c_str(),
                   shape.c_str(), r.bits_per_parameter, r.file_bits_per_parameter,

@@ -4,7 +4,7 @@
 #   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
 #   cmake --build build-aarch64 && ctest --test-dir build-aarch64
 #
-# Needs g++-aarch64-linux-gnu and qemu-user. onebit's dependencies (xsimd, Eigen, doctest) are
+# Needs g++-aarch64-linux-gnu and qemu-user. onebit's dependencies (Eigen, nlohmann-json, doctest) are
 # header-only, so the host's packages serve: their CMake config files are found on the host,
 # and their headers are reached with -idirafter /usr/include, searched only after the aarch64
 # system headers, so the cross compiler never picks up a host (x86-64) libc header.
@@ -34,15 +34,3 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 # Packages: the target's first, then the host's header-only ones.
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE BOTH)
-
-# Debian installs xsimd's config under the host's multiarch directory, which a search for the
-# aarch64 multiarch directory does not visit.
-if(NOT DEFINED xsimd_DIR)
-  file(GLOB _onebit_xsimd_dirs /usr/lib/*/cmake/xsimd /usr/lib/cmake/xsimd /usr/share/cmake/xsimd)
-  if(_onebit_xsimd_dirs)
-    list(GET _onebit_xsimd_dirs 0 _onebit_xsimd_dir)
-    set(xsimd_DIR ${_onebit_xsimd_dir} CACHE PATH "xsimd's CMake config (header-only, host's)")
-  endif()
-  unset(_onebit_xsimd_dirs)
-  unset(_onebit_xsimd_dir)
-endif()

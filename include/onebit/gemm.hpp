@@ -172,6 +172,9 @@ class prepared_gemm {
   std::size_t rows() const noexcept { return args_.rows; }
   std::size_t batch() const noexcept { return args_.batch; }
   kernel chosen_kernel() const noexcept { return kernel_; }
+  // Rows the chosen body computes together: ranges that start on multiples of it never
+  // compute a block twice (any range gives the same bits; this is about speed).
+  std::size_t row_block() const noexcept { return row_block_; }
   isa path() const noexcept { return path_; }
 
   // Rows [row_begin, row_end) of y (clamped to the layer's rows) for every batch row.
@@ -293,6 +296,7 @@ class prepared_gemm {
     args_.itables = itables;
     args_.ldit = ldit;
     rows_fn_ = rows;
+    row_block_ = body.row_block;
     kernel_ = k;
     path_ = path;
   }
@@ -302,16 +306,45 @@ class prepared_gemm {
   kernels::detail::rows_fn rows_fn_ = nullptr;
   kernel kernel_ = kernel::reference;
   isa path_ = isa::portable;
+  std::size_t row_block_ = 1;
 };
 
-// Prepare a product once; run its rows with run_rows / run.
+namespace detail {
+
+// The 1-bit layers a prepared_gemm runs: linear, linear_view (of any Word) and packed_linear.
+template <class Layer>
+struct is_onebit_layer : std::false_type {};
+template <class Word>
+struct is_onebit_layer<linear<Word>> : std::true_type {};
+template <class Word>
+struct is_onebit_layer<linear_view<Word>> : std::true_type {};
+template <>
+struct is_onebit_layer<packed_linear> : std::true_type {};
+
+template <class Word>
+const linear_view<Word>& view_of(const linear_view<Word>& layer) noexcept { return layer; }
+template <class Word>
+linear_view<Word> view_of(const linear<Word>& layer) { return layer.view(); }
+
 template <class Layer, class T>
+using if_onebit_product =
+    std::enable_if_t<is_onebit_layer<Layer>::value && is_activation<T>, int>;
+
+}  // namespace detail
+
+// Prepare a product once; run its rows with run_rows / run. A packed layer runs the kernel and
+// path it was packed for: options that ask for another throw std::invalid_argument.
+template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
 prepared_gemm prepare(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx,
                       float* y, std::size_t ldy, const gemm_options& options = {}) {
-  static_assert(detail::is_activation<T>, "onebit::prepare: activations are float or half");
   prepared_gemm p;
   if constexpr (std::is_same_v<Layer, packed_linear>) {
-    (void)options;  // a packed layer's kernel and path were chosen by pack()
+    const bool other_kernel = options.k != kernel::automatic && options.k != layer.packed_kernel();
+    if (other_kernel || (options.path && *options.path != layer.path()))
+      throw std::invalid_argument(std::string("onebit::prepare: a layer packed for ") +
+                                  to_string(layer.packed_kernel()) + " on " +
+                                  to_string(layer.path()) + " cannot run " +
+                                  (other_kernel ? to_string(options.k) : to_string(*options.path)));
     p.prepare(layer, x, batch, ldx, y, ldy);
   } else {
     p.prepare(layer, x, batch, ldx, y, ldy, options);
@@ -319,53 +352,32 @@ prepared_gemm prepare(const Layer& layer, const T* x, std::size_t batch, std::si
   return p;
 }
 
-template <class Word, class T>
-void gemm(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
-          float* y, std::size_t ldy, const gemm_options& options) {
-  static_assert(detail::is_activation<T>, "onebit::gemm: activations are float or half");
-  const detail::layer_bits bits = detail::bits_of(layer);
-  detail::check_gemm("gemm", bits, x, batch, ldx, y, ldy);
+// Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i), b < batch, j < out: prepare + every
+// row, on this thread (parallel.hpp splits the rows over threads).
+template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
+void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
+          std::size_t ldy, const gemm_options& options = {}) {
+  // Checked here too, so that a bad call names the function the caller called.
+  if constexpr (std::is_same_v<Layer, packed_linear>)
+    detail::check_gemm("gemm", detail::packed_access::bits(layer), x, batch, ldx, y, ldy);
+  else
+    detail::check_gemm("gemm", detail::bits_of(detail::view_of(layer)), x, batch, ldx, y, ldy);
   prepare(layer, x, batch, ldx, y, ldy, options).run();
 }
-template <class Word, class T>
-void gemm(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
-          float* y, std::size_t ldy, kernel k = kernel::automatic) {
+template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
+void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
+          std::size_t ldy, kernel k) {
   gemm(layer, x, batch, ldx, y, ldy, gemm_options{k, std::nullopt});
-}
-template <class Word, class T, class Options>
-void gemm(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
-          std::size_t ldy, Options k_or_options) {
-  gemm(layer.view(), x, batch, ldx, y, ldy, k_or_options);
-}
-template <class Word, class T>
-void gemm(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
-          std::size_t ldy) {
-  gemm(layer.view(), x, batch, ldx, y, ldy, kernel::automatic);
-}
-template <class T>
-void gemm(const packed_linear& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
-          std::size_t ldy) {
-  static_assert(detail::is_activation<T>, "onebit::gemm: activations are float or half");
-  detail::check_gemm("gemm", detail::packed_access::bits(layer), x, batch, ldx, y, ldy);
-  prepare(layer, x, batch, ldx, y, ldy).run();
 }
 
 // One row: y = ((x ⊙ g) · Wᵀ) ⊙ h.
-template <class Word, class T>
-void gemv(const linear_view<Word>& layer, const T* x, float* y, kernel k = kernel::automatic) {
-  gemm(layer, x, 1, layer.in_features(), y, layer.out_features(), k);
-}
-template <class Word, class T>
-void gemv(const linear_view<Word>& layer, const T* x, float* y, const gemm_options& options) {
+template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
+void gemv(const Layer& layer, const T* x, float* y, const gemm_options& options = {}) {
   gemm(layer, x, 1, layer.in_features(), y, layer.out_features(), options);
 }
-template <class Word, class T, class Options = kernel>
-void gemv(const linear<Word>& layer, const T* x, float* y, Options k_or_options = kernel::automatic) {
-  gemv(layer.view(), x, y, k_or_options);
-}
-template <class T>
-void gemv(const packed_linear& layer, const T* x, float* y) {
-  gemm(layer, x, 1, layer.in_features(), y, layer.out_features());
+template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
+void gemv(const Layer& layer, const T* x, float* y, kernel k) {
+  gemv(layer, x, y, gemm_options{k, std::nullopt});
 }
 
 // W re-laid out once for kernel `k` on the path `options.path` (or ONEBIT_ISA, or the best this

@@ -2,7 +2,8 @@
 // each) and the value vectors g (length in) and h (length out) in FP16. No bias.
 //
 // `linear` owns its W, g and h; `linear_view` is the same layer over memory someone else owns
-// (a memory-mapped file, an engine's arena). Kernels run on either; `forward` is `gemm`.
+// (a memory-mapped file, an engine's arena). gemm.hpp runs products on either; this header
+// knows nothing of them.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +13,6 @@
 #include <vector>
 
 #include "half.hpp"
-#include "kernel.hpp"
 #include "sign_matrix.hpp"
 
 namespace onebit {
@@ -48,16 +48,6 @@ struct linear_view {
     return detail::bits_per_parameter(out_features(), in_features());
   }
 
-  // Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i); T is float or half.
-  template <class T>
-  void forward(const T* x, std::size_t batch, std::size_t ldx, float* y, std::size_t ldy,
-               kernel k = kernel::automatic) const {
-    gemm(*this, x, batch, ldx, y, ldy, k);  // onebit::gemm, found by argument-dependent lookup
-  }
-  template <class T>
-  void forward(const T* x, float* y, kernel k = kernel::automatic) const {
-    gemv(*this, x, y, k);
-  }
 };
 
 // A OneBit layer that owns its data.
@@ -90,18 +80,6 @@ struct linear {
     return linear_view<Word>{W.view(), g.data(), h.data()};
   }
 
-  template <class T>
-  void forward(const T* x, std::size_t batch, std::size_t ldx, float* y, std::size_t ldy,
-               kernel k = kernel::automatic) const {
-    gemm(*this, x, batch, ldx, y, ldy, k);
-  }
-  template <class T>
-  void forward(const T* x, float* y, kernel k = kernel::automatic) const {
-    gemv(*this, x, y, k);
-  }
 };
 
 }  // namespace onebit
-
-// forward() is gemm(); included last so that either header may be included first.
-#include "gemm.hpp"

@@ -43,8 +43,6 @@
 #include <type_traits>
 #include <vector>
 
-#include <Eigen/Core>
-
 #include "cpu.hpp"
 #include "detail/aligned_buffer.hpp"
 #include "gemm.hpp"
@@ -52,9 +50,9 @@
 #include "kernel.hpp"
 #include "linear.hpp"
 #include "packed_linear.hpp"
-#include "quant/detail/lowbit_combine.hpp"
-#include "quant/detail/matrix_source.hpp"
-#include "quant/lowbit_matrix.hpp"
+#include "detail/lowbit_combine.hpp"
+#include "detail/matrix_rows.hpp"
+#include "lowbit_matrix.hpp"
 #include "sign_matrix.hpp"
 
 namespace onebit {
@@ -149,16 +147,6 @@ class lowbit_linear {
   isa path() const noexcept { return path_; }
   bool empty() const noexcept { return parts_.empty(); }
 
-  // Y[b*ldy + j] = Σ_i X[b*ldx + i]·Ŵ(j, i), b < batch, j < out; T is float or half.
-  template <class T>
-  void forward(const T* x, std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) const;
-  template <class T>
-  void forward(const T* x, float* y) const {
-    forward(x, 1, cols_, y, rows_);
-  }
-  // X is batch x in; the result batch x out.
-  row_major_matrix forward(const Eigen::Ref<const row_major_matrix>& x) const;
-
  private:
   friend class prepared_lowbit_gemm;
 
@@ -241,6 +229,12 @@ class prepared_lowbit_gemm {
 
   std::size_t rows() const noexcept { return layer_ == nullptr ? 0 : layer_->rows_; }
   std::size_t batch() const noexcept { return batch_; }
+  // The largest row block of the group products (powers of two: a multiple of every one).
+  std::size_t row_block() const noexcept {
+    std::size_t block = 1;
+    for (const prepared_gemm& p : parts_) block = std::max(block, p.row_block());
+    return block;
+  }
 
   // Rows [row_begin, row_end) of y (clamped to the layer's rows) for every batch row.
   void run_rows(std::size_t row_begin, std::size_t row_end) const noexcept {
@@ -305,24 +299,6 @@ void gemm(const lowbit_linear& layer, const T* x, std::size_t batch, std::size_t
 template <class T>
 void gemv(const lowbit_linear& layer, const T* x, float* y) {
   gemm(layer, x, 1, layer.in_features(), y, layer.out_features());
-}
-
-template <class T>
-void lowbit_linear::forward(const T* x, std::size_t batch, std::size_t ldx, float* y,
-                            std::size_t ldy) const {
-  gemm(*this, x, batch, ldx, y, ldy);
-}
-
-inline row_major_matrix lowbit_linear::forward(const Eigen::Ref<const row_major_matrix>& x) const {
-  if (static_cast<std::size_t>(x.cols()) != cols_)
-    throw std::invalid_argument("onebit::lowbit_linear::forward: x has " +
-                                std::to_string(x.cols()) + " columns for a " +
-                                detail::shape_string(rows_, cols_) + " (out x in) layer");
-  row_major_matrix y(x.rows(), static_cast<Eigen::Index>(rows_));
-  if (x.rows() == 0) return y;
-  gemm(*this, x.data(), static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(x.outerStride()),
-       y.data(), rows_);
-  return y;
 }
 
 }  // namespace onebit

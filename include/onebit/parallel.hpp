@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "lowbit_linear.hpp"
 
 namespace onebit {
 
@@ -117,19 +118,21 @@ struct has_size : std::false_type {};
 template <class E>
 struct has_size<E, std::void_t<decltype(std::declval<const E&>().size())>> : std::true_type {};
 
-// Splits the rows of a prepared product into about 4 ranges per thread (so a slow thread
-// does not hold the others back), each a multiple of 16 rows so no packed block is computed
-// twice.
-template <class Executor>
-void run_parallel(Executor& executor, const prepared_gemm& p) {
+// Splits the rows of a prepared product (anything with rows(), row_block() and a const,
+// noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into about 4 ranges per
+// thread (so a slow thread does not hold the others back), each starting on a multiple of the
+// product's row block so that no block is computed twice.
+template <class Executor, class Prepared>
+void run_parallel(Executor& executor, const Prepared& p) {
   std::size_t threads = 0;
   if constexpr (has_size<Executor>::value) threads = static_cast<std::size_t>(executor.size());
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   const std::size_t rows = p.rows();
-  const std::size_t blocks = (rows + 15) / 16;
+  const std::size_t block = std::max<std::size_t>(1, p.row_block());
+  const std::size_t blocks = (rows + block - 1) / block;
   const std::size_t ranges = std::min(blocks, threads == 1 ? 1 : 4 * threads);
-  executor.parallel_for(ranges, [&p, blocks, ranges](std::size_t i) {
-    p.run_rows(16 * (blocks * i / ranges), 16 * (blocks * (i + 1) / ranges));
+  executor.parallel_for(ranges, [&p, block, blocks, ranges](std::size_t i) {
+    p.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
   });
 }
 
@@ -137,11 +140,13 @@ void run_parallel(Executor& executor, const prepared_gemm& p) {
 
 // gemm with the rows split over `executor`: onebit::thread_pool, or any object with
 // parallel_for(n, f) that calls f(0) .. f(n-1) and returns when all are done (and, if it has
-// one, size(): how many threads it runs). The result is bit-identical to the one-thread gemm.
-template <class Executor, class Layer, class T>
+// one, size(): how many threads it runs). Any layer prepare() takes (1-bit layers with
+// optional gemm_options, low-bit layers); the result is bit-identical to the one-thread gemm.
+template <class Executor, class Layer, class T, class... Options>
 void gemm(Executor& executor, const Layer& layer, const T* x, std::size_t batch, std::size_t ldx,
-          float* y, std::size_t ldy, const gemm_options& options = {}) {
-  detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options));
+          float* y, std::size_t ldy, const Options&... options) {
+  static_assert(sizeof...(Options) <= 1, "onebit::gemm: at most one options argument");
+  detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options...));
 }
 
 }  // namespace onebit

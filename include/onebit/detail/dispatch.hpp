@@ -69,6 +69,7 @@ struct kernel_body {
   activation_form form = activation_form::floats;
   int_tables_fn int_tables = nullptr;  // integer tables; null: none
   unsigned table_bits = 0;             // signs per integer table lookup
+  std::size_t row_block = 1;           // rows it computes together: split ranges on multiples
 };
 
 // `automatic` is the fastest exact kernel.
@@ -178,15 +179,28 @@ inline kernel_body vnni_body(isa path, packed_format format) noexcept {
   return popcount_body(false, path, format);
 }
 
-inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
-  switch (concrete(k)) {
-    case kernel::reference: return {&kernels::reference::rows, nullptr, format};
-    case kernel::popcount_binary: return popcount_body(true, path, format);
-    case kernel::popcount_int8: return popcount_body(false, path, format);
-    case kernel::vnni_int8: return vnni_body(path, format);
-    case kernel::lut: return lut_body(path, format);
-    default: return add_only_body(path, format);
+// Rows a body computes together: a packed block, or a VNNI tile of 4 rows.
+inline std::size_t row_block_of(const kernel_body& body) noexcept {
+  switch (body.format) {
+    case packed_format::index5_rows16: return 16;
+    case packed_format::index3_rows8: return 8;
+    case packed_format::lut5_rows32: return kernels::lut::block_rows;
+    default: return body.form == activation_form::int8_bytes ? 4 : 1;
   }
+}
+
+inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
+  kernel_body body;
+  switch (concrete(k)) {
+    case kernel::reference: body = {&kernels::reference::rows, nullptr, format}; break;
+    case kernel::popcount_binary: body = popcount_body(true, path, format); break;
+    case kernel::popcount_int8: body = popcount_body(false, path, format); break;
+    case kernel::vnni_int8: body = vnni_body(path, format); break;
+    case kernel::lut: body = lut_body(path, format); break;
+    default: body = add_only_body(path, format); break;
+  }
+  body.row_block = row_block_of(body);
+  return body;
 }
 
 }  // namespace onebit::detail

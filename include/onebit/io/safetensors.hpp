@@ -64,7 +64,7 @@
 
 #include "../half.hpp"
 #include "../linear.hpp"
-#include "../quant/lowbit_matrix.hpp"
+#include "../lowbit_matrix.hpp"
 #include "../sign_matrix.hpp"
 #include "detail/dtype.hpp"
 #include "detail/file.hpp"

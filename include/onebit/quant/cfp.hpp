@@ -48,7 +48,8 @@
 #include <utility>
 #include <vector>
 
-#include "detail/matrix_source.hpp"
+#include "../detail/matrix_rows.hpp"
+#include "matrix.hpp"
 
 namespace onebit {
 

@@ -47,8 +47,9 @@
 #include <Eigen/QR>
 #include <Eigen/SVD>
 
-#include "../gradients.hpp"
-#include "lowbit_matrix.hpp"
+#include "../lowbit_matrix.hpp"
+#include "matrix.hpp"
+#include "optim.hpp"
 #include "rtn.hpp"
 
 namespace onebit {

@@ -48,8 +48,9 @@
 
 #include "../cpu.hpp"
 #include "../half.hpp"
-#include "detail/bfloat16.hpp"
-#include "detail/matrix_source.hpp"
+#include "../bfloat16.hpp"
+#include "../detail/matrix_rows.hpp"
+#include "matrix.hpp"
 #include "detail/rank1_kernels.hpp"
 
 namespace onebit {

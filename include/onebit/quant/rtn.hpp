@@ -37,9 +37,10 @@
 #include "../cpu.hpp"
 #include "../detail/target.hpp"
 #include "../half.hpp"
-#include "detail/bfloat16.hpp"
-#include "detail/matrix_source.hpp"
-#include "lowbit_matrix.hpp"
+#include "../bfloat16.hpp"
+#include "../detail/matrix_rows.hpp"
+#include "../lowbit_matrix.hpp"
+#include "matrix.hpp"
 
 namespace onebit {
 

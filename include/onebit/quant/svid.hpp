@@ -36,8 +36,9 @@
 #include "../half.hpp"
 #include "../linear.hpp"
 #include "../sign_matrix.hpp"
-#include "detail/bfloat16.hpp"
-#include "detail/matrix_source.hpp"
+#include "../bfloat16.hpp"
+#include "../detail/matrix_rows.hpp"
+#include "matrix.hpp"
 #include "rank1.hpp"
 
 namespace onebit {

@@ -10,17 +10,12 @@
 #include <type_traits>
 #include <vector>
 
-#include <Eigen/Core>
-
-#include "../../detail/aligned_buffer.hpp"
-#include "../../half.hpp"
-#include "../../sign_matrix.hpp"
-#include "bfloat16.hpp"
+#include "../bfloat16.hpp"
+#include "../half.hpp"
+#include "../sign_matrix.hpp"
+#include "aligned_buffer.hpp"
 
 namespace onebit {
-
-// The row-major float matrix of the research API's Eigen overloads (Eigen in, Eigen out).
-using row_major_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 namespace detail::quant {
 

@@ -15,9 +15,9 @@
 // low-bit matrices already in the input stay what they are.
 #pragma once
 
-#include <onebit/io/safetensors.hpp>
-#include <onebit/quant/rtn.hpp>
-#include <onebit/quant/svid.hpp>
+#include "../io/safetensors.hpp"
+#include "../quant/rtn.hpp"
+#include "../quant/svid.hpp"
 
 #include <fnmatch.h>
 
@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-namespace onebit_tools {
+namespace onebit::models {
 
 // svid: a OneBit layer (1 bit per weight and FP16 g, h); rtn: a k-bit low-bit matrix.
 enum class method { svid, rtn };
@@ -211,4 +211,4 @@ inline conversion convert(const onebit::io::safetensors_view& input, const conve
   return c;
 }
 
-}  // namespace onebit_tools
+}  // namespace onebit::models

@@ -1,5 +1,5 @@
 // Training a OneBit layer in research code (ALGORITHMS.md §1): the layer's gradients, a
-// layer type with latent float weights, and Adam / AdamW.
+// layer type with latent float weights, and Adam over such a layer (optim.hpp has Adam).
 //
 // The layer is y = ((x ⊙ g) · Sᵀ) ⊙ h with S = sign(W) (sign(0) = +1). For a batch X
 // (batch x in) and the loss gradient dY = ∂L/∂Y (batch x out), with A = X ⊙ g (each row times
@@ -31,9 +31,10 @@
 
 #include <Eigen/Dense>
 
-#include "half.hpp"
-#include "linear.hpp"
-#include "sign_matrix.hpp"
+#include "../half.hpp"
+#include "../linear.hpp"
+#include "../sign_matrix.hpp"
+#include "optim.hpp"
 
 namespace onebit {
 
@@ -292,58 +293,6 @@ double mean_squared_error(const T* y, std::size_t ldy, const T* target, std::siz
     }
   return total * scale;
 }
-
-// Adam (Kingma & Ba) with decoupled weight decay (AdamW, Loshchilov & Hutter) when
-// weight_decay > 0, as PyTorch's AdamW: p ← p − lr·wd·p, then the Adam step with bias
-// correction. OneBit's scripts use β = (0.9, 0.98) and weight decay 0.01.
-struct adam_options {
-  double learning_rate = 1e-3;
-  double beta1 = 0.9;
-  double beta2 = 0.999;  // 0.98 in OneBit's distillation scripts
-  double epsilon = 1e-8;
-  double weight_decay = 0.0;  // decoupled (AdamW); 0 is plain Adam
-};
-
-// The moments of one parameter tensor of n values.
-template <class T = float>
-class adam_state {
- public:
-  adam_state() = default;
-  explicit adam_state(std::size_t n) : m_(n, T(0)), v_(n, T(0)) {}
-
-  std::size_t size() const noexcept { return m_.size(); }
-  std::size_t steps() const noexcept { return t_; }
-
-  // One step: params[i] updated from grads[i], i < size().
-  void step(T* params, const T* grads, const adam_options& o) {
-    if (m_.empty()) return;
-    if (params == nullptr || grads == nullptr)
-      throw std::invalid_argument("onebit::adam_state::step: null params or grads");
-    if (!(o.learning_rate >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) ||
-        !(o.beta2 >= 0 && o.beta2 < 1) || !(o.epsilon > 0) || !(o.weight_decay >= 0))
-      throw std::invalid_argument(
-          "onebit::adam_state::step: need learning_rate >= 0, 0 <= beta1, beta2 < 1, "
-          "epsilon > 0, weight_decay >= 0");
-    ++t_;
-    const double c1 = 1.0 - std::pow(o.beta1, static_cast<double>(t_));
-    const double c2 = 1.0 - std::pow(o.beta2, static_cast<double>(t_));
-    const T b1 = static_cast<T>(o.beta1), b2 = static_cast<T>(o.beta2);
-    const T lr = static_cast<T>(o.learning_rate), eps = static_cast<T>(o.epsilon);
-    const T decay = static_cast<T>(1.0 - o.learning_rate * o.weight_decay);
-    const T inv_c1 = static_cast<T>(1.0 / c1), inv_sqrt_c2 = static_cast<T>(1.0 / std::sqrt(c2));
-    for (std::size_t i = 0; i < m_.size(); ++i) {
-      const T gr = grads[i];
-      m_[i] = b1 * m_[i] + (T(1) - b1) * gr;
-      v_[i] = b2 * v_[i] + (T(1) - b2) * gr * gr;
-      params[i] = params[i] * decay -
-                  lr * (m_[i] * inv_c1) / (std::sqrt(v_[i]) * inv_sqrt_c2 + eps);
-    }
-  }
-
- private:
-  std::vector<T> m_, v_;
-  std::size_t t_ = 0;
-};
 
 // Adam over a latent_linear's W, g and h (each may be frozen).
 template <class T = float>

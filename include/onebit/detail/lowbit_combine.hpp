@@ -11,8 +11,8 @@
 
 #include <cstddef>
 
-#include "../../cpu.hpp"
-#include "../../detail/target.hpp"
+#include "../cpu.hpp"
+#include "target.hpp"
 
 namespace onebit::detail::quant {
 

@@ -28,10 +28,8 @@
 #include <utility>
 #include <vector>
 
-#include <Eigen/Core>
-
-#include "../sign_matrix.hpp"
-#include "detail/matrix_source.hpp"
+#include "detail/matrix_rows.hpp"
+#include "sign_matrix.hpp"
 
 namespace onebit {
 
@@ -125,11 +123,6 @@ class lowbit_matrix {
     for (std::size_t r = 0; r < rows_; ++r)
       for (std::size_t c = 0; c < cols_; ++c)
         out[r * ld + c] = value(scale(r, c / G), zero(r, c / G), code(r, c));
-  }
-  row_major_matrix dequantized() const {
-    row_major_matrix m(static_cast<Eigen::Index>(rows_), static_cast<Eigen::Index>(cols_));
-    dequantize(m.data(), cols_);
-    return m;
   }
 
   // bits·rows·cols + 32·rows·groups_per_row (scales) + the same again for zeros unless

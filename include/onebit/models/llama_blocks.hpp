@@ -41,8 +41,8 @@
 
 #include <Eigen/Core>
 
-#include "../io/llama2c.hpp"
-#include "block.hpp"
+#include "../quant/block.hpp"
+#include "llama2c.hpp"
 
 namespace onebit {
 

@@ -1,0 +1,7 @@
+// onebit's files (needs nlohmann-json and POSIX file mapping): safetensors in and out, OneBit
+// layers and low-bit matrices zero-copy from a mapping. Includes the core.
+#pragma once
+
+#include "onebit.hpp"
+
+#include "io/safetensors.hpp"  // read any safetensors file; write layers, matrices, tensors
