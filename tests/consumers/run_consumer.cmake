@@ -1,10 +1,12 @@
 # Configures, builds and runs one consumer project of onebit, from scratch, as a CTest test:
 #
-#   cmake -DMODE=find_package|add_subdirectory|fetchcontent -DONEBIT_SOURCE_DIR=<src>
+#   cmake -DMODE=find_package|find_package_core|add_subdirectory|fetchcontent -DONEBIT_SOURCE_DIR=<src>
 #         -DONEBIT_BINARY_DIR=<onebit build> -DWORK_DIR=<scratch> -DCXX=<compiler>
 #         -DGENERATOR=<generator> [-DMAKE_PROGRAM=<make or ninja>] -P run_consumer.cmake
 #
-# find_package first runs `cmake --install` of ONEBIT_BINARY_DIR into WORK_DIR/prefix. The
+# find_package and find_package_core first run `cmake --install` of ONEBIT_BINARY_DIR into
+# WORK_DIR/prefix. find_package_core is configured so that Eigen and nlohmann-json cannot be
+# found (CMAKE_DISABLE_FIND_PACKAGE_*), and its compile lines must not reach their headers. The
 # consumer is built the way an engine builds it: -O2 and no -march flag (checked), so the
 # instruction set comes from onebit's run-time dispatch, never from the consumer's flags.
 cmake_minimum_required(VERSION 3.16)
@@ -43,7 +45,12 @@ if(DEFINED MAKE_PROGRAM AND NOT MAKE_PROGRAM STREQUAL "")
   list(APPEND configure_args "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
 endif()
 
-if(MODE STREQUAL "find_package")
+if(MODE STREQUAL "find_package_core")
+  list(APPEND configure_args -DCMAKE_DISABLE_FIND_PACKAGE_Eigen3=ON
+                             -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON)
+endif()
+
+if(MODE MATCHES "^find_package")
   if(NOT DEFINED ONEBIT_BINARY_DIR)
     message(FATAL_ERROR "run_consumer.cmake: find_package needs ONEBIT_BINARY_DIR")
   endif()
@@ -64,6 +71,20 @@ run(build "${CMAKE_COMMAND}" --build "${WORK_DIR}/build" --parallel 2)
 file(READ "${WORK_DIR}/build/compile_commands.json" commands)
 if(commands MATCHES "-march=|-mcpu=|-mavx|-msse|-mtune=")
   message(FATAL_ERROR "the consumer was built with an instruction-set flag:\n${commands}")
+endif()
+
+if(MODE STREQUAL "find_package_core")
+  if(commands MATCHES "eigen3|nlohmann")
+    message(FATAL_ERROR "the core consumer's compile lines reach Eigen or nlohmann-json:\n${commands}")
+  endif()
+  # nlohmann-json sits on the default include path on Debian, so the compile lines alone prove
+  # nothing for it: list every file the installed core umbrella pulls in.
+  execute_process(COMMAND "${CXX}" -std=c++17 -M -I "${WORK_DIR}/prefix/include"
+                          "${CMAKE_CURRENT_LIST_DIR}/main.cpp"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE deps ERROR_VARIABLE deps)
+  if(NOT rc EQUAL 0 OR deps MATCHES "[Ee]igen|nlohmann")
+    message(FATAL_ERROR "the core umbrella reaches Eigen or nlohmann-json (or -M failed):\n${deps}")
+  endif()
 endif()
 
 run(run "${WORK_DIR}/build/consumer")
