@@ -1,4 +1,4 @@
-// onebit's quantisation and training side (research code; needs Eigen): SVID, RTN, CBQ
+// onebit's quantisation and training side (research code; needs Eigen): SVID, RTN, GPTQ, CBQ
 // (CFP, LoRA-Rounding, cross-block reconstruction), the layer's gradients, optimisers and
 // OneBit's knowledge transfer. Includes the core.
 #pragma once
@@ -10,6 +10,7 @@
 #include "quant/rank1.hpp"          // best rank-1 a bᵀ of a non-negative matrix: power iteration, NMF
 #include "quant/svid.hpp"           // SVID: a OneBit layer from a trained matrix; bfloat16 input
 #include "quant/rtn.hpp"            // round-to-nearest quantisation to 1..8 bits
+#include "quant/gptq.hpp"           // GPTQ: RTN's grid, errors spread by the inverse Hessian
 #include "quant/cfp.hpp"            // CBQ's coarse-to-fine outlier detection, truncation, scaling
 #include "quant/optim.hpp"          // Adam / AdamW and the cosine schedule
 #include "quant/lora_rounding.hpp"  // CBQ's learned low-rank rounding of one layer

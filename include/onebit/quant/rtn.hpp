@@ -20,6 +20,10 @@
 // Within a group, every w with w/s + z in [−1/2, levels + 1/2] is within s/2 of ŵ (plus ŵ's
 // float rounding); the rest of [min, max] (at most s/2 beyond, from rounding z) within s.
 //
+// Optional clipping search (rtn_options::clip_search, ALGORITHMS.md §3): the same formulas on
+// the range shrunk by the factor that minimises the group's Σ(ŵ − w)²; the bounds above then
+// hold on the shrunk range only.
+//
 // Bad input — bits outside 1..8 (2..8 symmetric), group > cols (0 means per row), zero sizes, a
 // null pointer, a short stride, NaN or infinity (named by position): std::invalid_argument.
 #pragma once
@@ -48,6 +52,11 @@ struct rtn_options {
   int bits = 4;            // 1..8 (2..8 symmetric)
   std::size_t group = 0;   // inputs per group; 0: one group per row
   bool symmetric = false;  // z = 2^(bits−1), s from max|w|
+  // Per group, the range [min, max] (symmetric: max|w|) shrunk by the factor f of
+  // 1, 1 − 1/80, ..., 1/4 (steps of 0.0125) whose grid gives the least Σ(ŵ − w)²; the first
+  // such factor wins, so f = 1 (plain RTN) unless a smaller one is strictly better. Off: RTN
+  // bit for bit.
+  bool clip_search = false;
 };
 
 namespace detail::quant {
@@ -79,6 +88,59 @@ inline rtn_group rtn_parameters(const float* w, std::size_t n, int bits, bool sy
   else
     p.z = static_cast<float>(std::nearbyint(-static_cast<double>(mn) / static_cast<double>(p.s)));
   return p;
+}
+
+// Σ(ŵ − w)² of one group on the grid (s, z), with the codes rtn_codes_body gives (the same
+// double arithmetic) and ŵ rounded to float as lowbit_matrix::dequantized rounds it.
+inline double rtn_group_error(const float* w, std::size_t n, rtn_group p, int bits,
+                              bool symmetric) noexcept {
+  const double s = p.s, z = p.z, m = static_cast<double>((1 << (bits - 1)) - 1);
+  const double top = static_cast<double>((1 << bits) - 1);
+  double e = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double r = std::nearbyint(static_cast<double>(w[i]) / s);
+    const double q = symmetric ? (r < -m ? -m : r > m ? m : r) + z
+                               : (r + z < 0.0 ? 0.0 : r + z > top ? top : r + z);
+    const double d = static_cast<double>(static_cast<float>(s * (q - z))) - w[i];
+    e += d * d;
+  }
+  return e;
+}
+
+// rtn_options::clip_search: s and z of the best shrunk range. The factors are k/80 for k = 80
+// down to 20, exact in double; k = 80 is rtn_parameters itself, so the result's error is never
+// above plain RTN's. A constant group is already exact and is not searched.
+inline rtn_group rtn_clipped_parameters(const float* w, std::size_t n, int bits,
+                                        bool symmetric) noexcept {
+  rtn_group best = rtn_parameters(w, n, bits, symmetric);
+  float mn = w[0], mx = w[0];
+  for (std::size_t i = 1; i < n; ++i) {
+    mn = w[i] < mn ? w[i] : mn;
+    mx = w[i] > mx ? w[i] : mx;
+  }
+  if (mx == mn) return best;
+  double best_error = rtn_group_error(w, n, best, bits, symmetric);
+  const double absmax = std::fmax(std::fabs(static_cast<double>(mn)), std::fabs(static_cast<double>(mx)));
+  for (int k = 79; k >= 20; --k) {
+    const double f = k / 80.0;
+    rtn_group p{1.0f, 0.0f};
+    if (symmetric) {
+      p.s = static_cast<float>(absmax * f / static_cast<double>((1 << (bits - 1)) - 1));
+    } else {
+      p.s = static_cast<float>((static_cast<double>(mx) - static_cast<double>(mn)) * f /
+                               static_cast<double>((1 << bits) - 1));
+    }
+    if (p.s == 0.0f) p.s = std::numeric_limits<float>::denorm_min();
+    p.z = symmetric ? static_cast<float>(1 << (bits - 1))
+                    : static_cast<float>(std::nearbyint(-static_cast<double>(mn) * f /
+                                                        static_cast<double>(p.s)));
+    const double e = rtn_group_error(w, n, p, bits, symmetric);
+    if (e < best_error) {
+      best_error = e;
+      best = p;
+    }
+  }
+  return best;
 }
 
 // The codes of one group into q, and the smallest and largest code. One body, compiled twice:
@@ -152,7 +214,8 @@ lowbit_matrix rtn_run(const T* w, std::size_t rows, std::size_t cols, std::size_
       if (!std::isfinite(x[c])) throw std::invalid_argument(nonfinite_message("rtn", x, r, rows, cols));
     for (std::size_t g = 0; g < groups; ++g) {
       const std::size_t c0 = g * G, n = cols - c0 < G ? cols - c0 : G;
-      const rtn_group p = rtn_parameters(x + c0, n, o.bits, o.symmetric);
+      const rtn_group p = o.clip_search ? rtn_clipped_parameters(x + c0, n, o.bits, o.symmetric)
+                                        : rtn_parameters(x + c0, n, o.bits, o.symmetric);
       auto fail = [&](const char* what) {
         throw std::invalid_argument("onebit::rtn: group " + std::to_string(g) + " of row " +
                                     std::to_string(r) + " of a " + shape_string(rows, cols) +
