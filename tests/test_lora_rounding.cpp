@@ -3,6 +3,7 @@
 // step sizes against the straight-through surrogate; lora_rounding's reported loss, its identity
 // with RTN at the AdaRound start, the one-step bound of the hard rounding, that it beats RTN on
 // correlated inputs, seeding, early stop and bad input.
+#include <onebit/quant/gptq.hpp>
 #include <onebit/quant/lora_rounding.hpp>
 #include <onebit/quant/rtn.hpp>
 
@@ -591,4 +592,66 @@ TEST_CASE("lora_rounding and learned_rounding: bad input throws std::invalid_arg
     const row_major_matrix narrow = gaussian(rng, samples, cols - 1);
     CHECK_THROWS_AS(onebit::lora_rounding(w, narrow, o), std::invalid_argument);
   }
+}
+
+// Starting from GPTQ's grid (init_grid gptq, gptq.hpp): learned_rounding takes GPTQ's scales and
+// zeros, and with init residual its hard rounding before any step is GPTQ's wherever GPTQ's code
+// is floor(w/s) or floor(w/s) + 1 (the reach of a learned rounding), the nearer end elsewhere;
+// lora_rounding's result is never worse than GPTQ's (nor RTN's) on the calibration inputs. W2, W3,
+// per row and group 16, clip search on and off. A start grid of another shape or format throws.
+TEST_CASE("lora_rounding: init_grid gptq starts from GPTQ's grid and never ends worse") {
+  std::mt19937_64 rng(8008);
+  const std::size_t rows = 24, cols = 48, samples = 200;
+  const row_major_matrix x = correlated_inputs(rng, samples, cols);
+  const row_major_matrix w = gaussian(rng, rows, cols, 1.0 / 7);
+  for (int bits : {2, 3})
+    for (std::size_t group : {std::size_t{0}, std::size_t{16}})
+      for (bool clip : {false, true}) {
+        rtn_options q{bits, group, false};
+        q.clip_search = clip;
+        CAPTURE(describe(rounding_init::residual, q));
+        onebit::gptq_options go;
+        go.quant = q;
+        go.act_order = true;
+        const lowbit_matrix g = onebit::gptq(w, x, go);
+        learned_rounding lr(w.data(), rows, cols, cols, q, 4, rounding_init::residual, 1, {}, &g);
+        const lowbit_matrix start = lr.result();
+        CHECK(start.scales() == g.scales());
+        CHECK(start.zeros() == g.zeros());
+        std::size_t reach = 0, differ = 0;
+        for (std::size_t r = 0; r < rows; ++r)
+          for (std::size_t c = 0; c < cols; ++c) {
+            const std::size_t k = r * g.groups_per_row() + c / g.group_size();
+            const float s = g.scales()[k], z = g.zeros()[k];
+            const float up = static_cast<float>(g.code(r, c)) - z - std::floor(w(Eigen::Index(r), Eigen::Index(c)) / s);
+            if (up == 0.0f || up == 1.0f) {
+              ++reach;
+              differ += start.code(r, c) != g.code(r, c);
+            }
+          }
+        CHECK(differ == 0);
+        MESSAGE(describe(rounding_init::residual, q), ": ", reach, " of ", rows * cols, " GPTQ codes within the reach of learned rounding");
+        CHECK(reach * 2 > rows * cols);
+
+        lora_rounding_options o;
+        o.quant = q;
+        o.init_grid = onebit::init_grid::gptq;
+        o.gptq = go;
+        o.iterations = 150;
+        const double learned = output_error(x, onebit::dequantized(onebit::lora_rounding(w, x, o)), w);
+        const double from_gptq = output_error(x, onebit::dequantized(g), w);
+        const double rtn = output_error(x, onebit::dequantized(onebit::rtn(w, q)), w);
+        MESSAGE(describe(o.init, q), ": ‖X(Ŵ−W)ᵀ‖² lora_rounding from gptq ", learned, ", gptq ",
+                from_gptq, ", rtn ", rtn);
+        CHECK(learned <= from_gptq * (1 + 1e-5));
+        CHECK(learned <= rtn * (1 + 1e-5));
+      }
+  const rtn_options q{3, 0, false};
+  const lowbit_matrix other = onebit::rtn(w, rtn_options{2, 0, false});
+  CHECK_THROWS_AS(learned_rounding(w.data(), rows, cols, cols, q, 4, rounding_init::fit, 1, {}, &other),
+                  std::invalid_argument);
+  const row_major_matrix w_small = w.topRows(5);
+  const lowbit_matrix small = onebit::rtn(w_small, q);
+  CHECK_THROWS_AS(learned_rounding(w.data(), rows, cols, cols, q, 4, rounding_init::fit, 1, {}, &small),
+                  std::invalid_argument);
 }

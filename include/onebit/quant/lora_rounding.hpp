@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -49,12 +50,20 @@
 
 #include "../lowbit_matrix.hpp"
 #include "matrix.hpp"
+#include "gptq.hpp"
 #include "optim.hpp"
 #include "rtn.hpp"
 
 namespace onebit {
 
 enum class rounding_init { fit, residual, random };
+
+// The grid (s, z) learning starts from, and the rounding V₀ stands for: RTN's (with
+// rtn_options::clip_search, clipped RTN's), or GPTQ's (gptq.hpp; its grids follow the same
+// clip_search), whose codes then replace frac(w/s) as the start of ρ.
+enum class init_grid { rtn, gptq };
+
+inline const char* to_string(init_grid g) noexcept { return g == init_grid::gptq ? "gptq" : "rtn"; }
 
 inline const char* to_string(rounding_init i) noexcept {
   switch (i) {
@@ -88,14 +97,28 @@ class learned_rounding {
  public:
   using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-  // W (rows x cols, rows row_stride apart) on the grid rtn(W, quant) would use.
+  // W (rows x cols, rows row_stride apart) on the grid rtn(W, quant) would use, or on the grid
+  // of `start` (a rows x cols matrix in quant's format, e.g. gptq's result), whose codes then
+  // give ρ's start: ρ₀ = 3/4 where its code is floor(w/s) + 1 or above, 1/4 where floor(w/s) or
+  // below (decided for the hard rounding, yet off ρ's clamp so that gradients still flow; a code
+  // two or more steps from w/s is out of reach of the learned rounding and clamps to the nearer).
   learned_rounding(const float* w, std::size_t rows, std::size_t cols, std::size_t row_stride,
                    const rtn_options& quant, std::size_t rank, rounding_init init,
-                   std::uint64_t seed, const rounding_regularizer& reg = {})
+                   std::uint64_t seed, const rounding_regularizer& reg = {},
+                   const lowbit_matrix* start_grid = nullptr)
       : quant_(quant), reg_(reg), init_(init) {
     // rtn() checks the shape, the pointer, the stride, finiteness and the options, and gives the
     // grid (s, z) learning starts from.
     const lowbit_matrix start = rtn(w, rows, cols, row_stride, quant);
+    if (start_grid != nullptr &&
+        (start_grid->rows() != rows || start_grid->cols() != cols ||
+         start_grid->bits() != quant.bits || start_grid->group() != quant.group ||
+         start_grid->symmetric() != quant.symmetric))
+      throw std::invalid_argument("onebit::learned_rounding: the start grid is not a " +
+                                  detail::shape_string(rows, cols) + " matrix of " +
+                                  std::to_string(quant.bits) + " bits, group " +
+                                  std::to_string(quant.group) + " as quant asks");
+    start_ = start_grid;
     if (rank == 0 || rank > std::min(rows, cols))
       throw std::invalid_argument("onebit::learned_rounding: rank " + std::to_string(rank) +
                                   " outside 1..min(rows, cols) = " +
@@ -114,8 +137,8 @@ class learned_rounding {
     w_.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t c = 0; c < cols; ++c) w_(idx(r), idx(c)) = w[r * row_stride + c];
-    s0_ = start.scales();
-    z_ = start.zeros();
+    s0_ = (start_grid != nullptr ? *start_grid : start).scales();
+    z_ = (start_grid != nullptr ? *start_grid : start).zeros();
     u_.assign(s0_.size(), 0.0f);
     lo_ = quant.symmetric ? 1.0f : 0.0f;
     hi_ = static_cast<float>((1 << quant.bits) - 1);
@@ -148,6 +171,7 @@ class learned_rounding {
     adam_A1_ = adam_state<float>(static_cast<std::size_t>(A1_.size()));
     adam_A2_ = adam_state<float>(static_cast<std::size_t>(A2_.size()));
     adam_u_ = adam_state<float>(u_.size());
+    start_ = nullptr;  // only the constructor reads it
   }
 
   std::size_t rows() const noexcept { return rows_; }
@@ -300,8 +324,12 @@ class learned_rounding {
     matrix v0(idx(rows_), idx(cols_));
     for (std::size_t r = 0; r < rows_; ++r)
       for (std::size_t c = 0; c < cols_; ++c) {
-        const float s = s0_[r * groups_ + c / group_], x = w_(idx(r), idx(c)) / s;
-        const float p = (x - std::floor(x) - reg_.gamma) / (reg_.zeta - reg_.gamma);
+        const std::size_t g = r * groups_ + c / group_;
+        const float s = s0_[g], x = w_(idx(r), idx(c)) / s;
+        float frac = x - std::floor(x);
+        if (start_ != nullptr)
+          frac = static_cast<float>(start_->code(r, c)) - z_[g] - std::floor(x) >= 1.0f ? 0.75f : 0.25f;
+        const float p = (frac - reg_.gamma) / (reg_.zeta - reg_.gamma);
         v0(idx(r), idx(c)) = std::log(p / (1.0f - p));
       }
     return v0;
@@ -333,6 +361,7 @@ class learned_rounding {
   rtn_options quant_;
   rounding_regularizer reg_;
   rounding_init init_;
+  const lowbit_matrix* start_ = nullptr;
   std::size_t rows_ = 0, cols_ = 0, group_ = 0, groups_ = 0;
   matrix w_, v0_, A1_, A2_, gA1_, gA2_;
   std::vector<float> s0_, z_, u_, gu_;
@@ -358,7 +387,11 @@ struct lora_rounding_progress {
 };
 
 struct lora_rounding_options {
-  rtn_options quant;  // bits, group, symmetric: the grid, as rtn's
+  rtn_options quant;  // bits, group, symmetric, clip_search: the grid, as rtn's
+  // The grid to start from; with gptq, `gptq` says how (its quant is ignored: this quant is
+  // used) and GPTQ's result competes with the learned one and RTN's at the end.
+  onebit::init_grid init_grid = onebit::init_grid::rtn;
+  gptq_options gptq;
   // Defaults from the sweep on stories260K's 35 matrices (examples/tinyllama_cbq, README):
   std::size_t rank = 16;  // used as min(rank, rows, cols)
   rounding_init init = rounding_init::fit;
@@ -399,8 +432,8 @@ inline void check_lora_options(const char* f, const lora_rounding_options& o) {
 // (samples x cols, rows ldx apart). The loss is ‖X(Ŵ − W)ᵀ‖² / ‖X Wᵀ‖² (relative, so λ means the
 // same on every layer) + λ·R/(rows·cols), evaluated in closed form through H = XᵀX: each
 // iteration costs rows·cols² whatever the number of samples. Returned: the hard rounding with
-// the lowest reconstruction error among those evaluated (eval_every) and RTN's on the same grid,
-// so never worse than rtn() on the calibration inputs.
+// the lowest reconstruction error among those evaluated (eval_every), RTN's on the same grid and,
+// with init_grid gptq, GPTQ's: so never worse than rtn() (or gptq()) on the calibration inputs.
 inline lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t cols,
                                    std::size_t row_stride, const float* x, std::size_t samples,
                                    std::size_t ldx, const lora_rounding_options& options = {}) {
@@ -408,9 +441,15 @@ inline lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t
   detail::quant::check_lora_options(f, options);
   detail::quant::check_matrix(f, x, samples, cols, ldx);
   if (options.rank == 0) throw std::invalid_argument("onebit::lora_rounding: rank 0");
+  lowbit_matrix start;
+  if (options.init_grid == init_grid::gptq) {
+    gptq_options go = options.gptq;
+    go.quant = options.quant;
+    start = gptq(w, rows, cols, row_stride, x, samples, ldx, go);
+  }
   learned_rounding rounding(w, rows, cols, row_stride, options.quant,
                             std::min({options.rank, rows, cols}), options.init, options.seed,
-                            options.regularizer);
+                            options.regularizer, start.empty() ? nullptr : &start);
   using matrix = learned_rounding::matrix;
   using cmap = Eigen::Map<const matrix, 0, Eigen::OuterStride<>>;
   const cmap X(x, static_cast<Eigen::Index>(samples), static_cast<Eigen::Index>(cols),
@@ -467,6 +506,13 @@ inline lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t
   rtn_result.dequantize(soft.data(), cols);
   D = soft - W;
   const double rtn_error = ((D * H).cwiseProduct(D)).cast<double>().sum() * norm;
+  double start_error = std::numeric_limits<double>::infinity();
+  if (!start.empty()) {
+    start.dequantize(soft.data(), cols);
+    D = soft - W;
+    start_error = ((D * H).cwiseProduct(D)).cast<double>().sum() * norm;
+  }
+  if (start_error <= best && start_error < rtn_error) return start;
   if (rtn_error <= best) return rtn_result;
   return rounding.result();
 }
