@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -123,50 +125,58 @@ void note_missing_f16c() {
   if (!have_f16c()) MESSAGE("no F16C on this CPU or build: the comparison with it is skipped");
 }
 
-// One bulk implementation, typed on half so tests never view uint16_t objects as halves.
+// One bulk implementation: the public dispatching functions (path unset) or the public
+// ones forced onto one path.
 struct bulk_path {
-  const char* name;
-  void (*to_float)(const half*, float*, std::size_t) noexcept;
-  void (*to_half)(const float*, half*, std::size_t) noexcept;
+  std::string name;
+  std::optional<onebit::isa> path;
+  void to_float(const half* src, float* dst, std::size_t n) const {
+    if (path)
+      onebit::to_float(src, dst, n, *path);
+    else
+      onebit::to_float(src, dst, n);
+  }
+  void to_half(const float* src, half* dst, std::size_t n) const {
+    if (path)
+      onebit::to_half(src, dst, n, *path);
+    else
+      onebit::to_half(src, dst, n);
+  }
 };
 
-template <void (*Body)(const std::uint16_t*, float*, std::size_t) noexcept>
-void halves_to_floats(const half* src, float* dst, std::size_t n) noexcept {
-  Body(reinterpret_cast<const std::uint16_t*>(src), dst, n);
-}
-template <void (*Body)(const float*, std::uint16_t*, std::size_t) noexcept>
-void floats_to_halves(const float* src, half* dst, std::size_t n) noexcept {
-  Body(src, reinterpret_cast<std::uint16_t*>(dst), n);
-}
-
-// The public dispatching functions, and every body this CPU runs, each on its own.
+// The dispatching functions, and every path this CPU runs forced on its own (which covers
+// every body: each path runs its own or its fallback's).
 std::vector<bulk_path> bulk_paths() {
   namespace d = onebit::detail;
   std::vector<bulk_path> paths;
-  paths.push_back(
-      {"dispatch",
-       [](const half* s, float* t, std::size_t n) noexcept { onebit::to_float(s, t, n); },
-       [](const float* s, half* t, std::size_t n) noexcept { onebit::to_half(s, t, n); }});
-  paths.push_back({"scalar", halves_to_floats<d::halves_to_floats_scalar>,
-                   floats_to_halves<d::floats_to_halves_scalar>});
-#if ONEBIT_X86
-  if (d::half_runs_avx2(onebit::cpu()))
-    paths.push_back({"avx2", halves_to_floats<d::halves_to_floats_avx2>,
-                     floats_to_halves<d::floats_to_halves_avx2>});
-  else
-    MESSAGE("no AVX2/F16C on this CPU: the 8-wide F16C path is skipped");
-  if (d::half_runs_avx512(onebit::cpu()))
-    paths.push_back({"avx512", halves_to_floats<d::halves_to_floats_avx512>,
-                     floats_to_halves<d::floats_to_halves_avx512>});
-  else
-    MESSAGE("no AVX-512 F/BW/DQ/VL on this CPU: the 16-wide path is skipped");
-#elif ONEBIT_ARM64
-  paths.push_back({"neon", halves_to_floats<d::halves_to_floats_neon>,
-                   floats_to_halves<d::floats_to_halves_neon>});
-#else
-  MESSAGE("neither x86-64 nor aarch64: only the scalar loop is tested");
-#endif
+  paths.push_back({"dispatch", std::nullopt});
+  for (onebit::isa path : onebit::all_isas) {
+    if (!onebit::supports(path)) {
+      MESSAGE("skipped path ", std::string(onebit::to_string(path)), ": this CPU or build lacks ",
+              d::missing_features(path, onebit::cpu()));
+      continue;
+    }
+    const onebit::isa body = d::table_for<d::half_family>(path).body_path;
+    paths.push_back({std::string(onebit::to_string(path)) + " (" + onebit::to_string(body) +
+                         " body)",
+                     path});
+  }
   return paths;
+}
+
+TEST_CASE("bulk conversions obey a forced path and refuse one the CPU lacks") {
+  std::vector<half> h(3, onebit::to_half(1.5f));
+  std::vector<float> f(3);
+  for (onebit::isa path : onebit::all_isas) {
+    CAPTURE(onebit::to_string(path));
+    if (onebit::supports(path)) {
+      onebit::to_float(h.data(), f.data(), f.size(), path);
+      CHECK(f[2] == 1.5f);
+    } else {
+      CHECK_THROWS_AS(onebit::to_float(h.data(), f.data(), f.size(), path), std::invalid_argument);
+      CHECK_THROWS_AS(onebit::to_half(f.data(), h.data(), f.size(), path), std::invalid_argument);
+    }
+  }
 }
 
 // A pointer `offset` elements past a 64-byte boundary inside `storage`.

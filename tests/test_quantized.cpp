@@ -2,6 +2,7 @@
 // a scalar integer oracle written here from ALGORITHMS.md §4: bit-identical, and within §4's
 // error bound of exact math.
 #include <onebit/gemm.hpp>
+#include <onebit/kernels/reference_int.hpp>
 
 #include <doctest/doctest.h>
 
@@ -24,38 +25,19 @@ constexpr kernel int8_kernels[] = {kernel::popcount_int8, kernel::lut, kernel::v
 float to_f(float v) { return v; }
 float to_f(onebit::half v) { return onebit::to_float(v); }
 
-// §4, written out independently of the library's prepare step.
+// §4's scalar twin of the integer kernels (kernels/reference_int.hpp), on a = x ⊙ g.
 template <class Word, class T>
 std::vector<float> oracle(const onebit::linear<Word>& layer, const T* x, std::size_t batch,
                           std::size_t ldx, bool binary) {
   const std::size_t in = layer.in_features(), out = layer.out_features();
-  std::vector<float> y(batch * out);
-  for (std::size_t b = 0; b < batch; ++b) {
-    std::vector<float> a(in);
-    for (std::size_t i = 0; i < in; ++i) a[i] = to_f(x[b * ldx + i]) * onebit::to_float(layer.g[i]);
-    std::vector<int> q(in);
-    float scale = 0;
-    if (binary) {
-      float total = 0;
-      for (float v : a) total += std::fabs(v);
-      scale = total / static_cast<float>(in);
-      for (std::size_t i = 0; i < in; ++i) q[i] = a[i] < 0 ? -1 : 1;
-    } else {
-      float m = 0;
-      for (float v : a) m = std::max(m, std::fabs(v));
-      if (m > 0) {
-        const float inverse = 127.0f / m;
-        for (std::size_t i = 0; i < in; ++i)
-          q[i] = static_cast<int>(std::clamp(std::nearbyint(a[i] * inverse), -127.0f, 127.0f));
-        scale = m / 127.0f;
-      }
-    }
-    for (std::size_t j = 0; j < out; ++j) {
-      std::int64_t dot = 0;
-      for (std::size_t i = 0; i < in; ++i) dot += q[i] * layer.W(j, i);
-      y[b * out + j] = (static_cast<float>(dot) * scale) * onebit::to_float(layer.h[j]);
-    }
-  }
+  std::vector<float> a(batch * in), y(batch * out);
+  for (std::size_t b = 0; b < batch; ++b)
+    for (std::size_t i = 0; i < in; ++i)
+      a[b * in + i] = to_f(x[b * ldx + i]) * onebit::to_float(layer.g[i]);
+  const auto* w = reinterpret_cast<const unsigned char*>(layer.W.data());
+  auto* run = binary ? &onebit::kernels::reference_int::binary_gemm
+                     : &onebit::kernels::reference_int::int8_gemm;
+  run(w, layer.W.stride_bytes(), out, in, layer.h.data(), a.data(), batch, in, y.data(), out);
   return y;
 }
 

@@ -7,6 +7,8 @@
 // chasing a bug), else the best this CPU runs.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
@@ -25,28 +27,63 @@ namespace onebit {
 // Instruction-set paths, a superset of what one build can run: the x86 paths exist in x86-64
 // builds, neon in aarch64 builds, portable everywhere.
 enum class isa {
-  portable,  // plain C++ (xsimd at the build's own architecture)
-  sse41,     // SSE4.1 + POPCNT
-  avx2,      // AVX2 + FMA + F16C + BMI2
-  avx512,    // AVX-512 F/BW/DQ/VL (Skylake-X and later)
+  portable,    // plain C++, vectorised by the compiler at the build's own architecture
+  sse41,       // SSE4.1 + POPCNT
+  avx2,        // AVX2 + FMA + F16C + BMI2
+  avx512,      // AVX-512 F/BW/DQ/VL (Skylake-X and later)
   avx512_icl,  // AVX-512 plus VPOPCNTDQ, VNNI, VBMI, BITALG (Ice Lake, Zen 4 and later)
-  neon,      // aarch64 Advanced SIMD
+  neon,        // aarch64 Advanced SIMD
 };
 
-inline constexpr isa all_isas[] = {isa::portable, isa::sse41,      isa::avx2,
-                                   isa::avx512,   isa::avx512_icl, isa::neon};
+namespace detail {
 
-inline const char* to_string(isa path) noexcept {
-  switch (path) {
-    case isa::portable: return "portable";
-    case isa::sse41: return "sse41";
-    case isa::avx2: return "avx2";
-    case isa::avx512: return "avx512";
-    case isa::avx512_icl: return "avx512_icl";
-    case isa::neon: return "neon";
-  }
-  return "unknown";
+// THE list of paths: every other list (names, the speed order, the fallback a kernel family
+// takes where it has no body of its own) is derived from it, so a new path is one line here
+// plus its features in missing_features. Fastest first; `fallback` is the path whose bodies
+// run a path's code where a kernel family has none written for it (each fallback runs on
+// every CPU its path runs on, so a body chosen this way never needs a feature the path lacks).
+struct isa_entry {
+  isa path;
+  const char* name;
+  isa fallback;
+};
+
+inline constexpr isa_entry isa_list[] = {
+    {isa::avx512_icl, "avx512_icl", isa::avx512}, {isa::avx512, "avx512", isa::avx2},
+    {isa::avx2, "avx2", isa::sse41},               {isa::sse41, "sse41", isa::portable},
+    {isa::neon, "neon", isa::portable},            {isa::portable, "portable", isa::portable},
+};
+
+inline constexpr std::size_t isa_count = sizeof isa_list / sizeof isa_list[0];
+
+constexpr const isa_entry& entry_of(isa path) noexcept {
+  for (const isa_entry& e : isa_list)
+    if (e.path == path) return e;
+  return isa_list[isa_count - 1];  // unreachable for a value of the enum
 }
+
+constexpr std::size_t index_of(isa path) noexcept { return static_cast<std::size_t>(path); }
+
+constexpr std::array<isa, isa_count> paths_in_list_order() noexcept {
+  std::array<isa, isa_count> paths{};
+  for (std::size_t i = 0; i < isa_count; ++i) paths[i] = isa_list[i].path;
+  return paths;
+}
+
+// The nearest path on `path`'s fallback chain (itself first) for which `has(p)` holds; the
+// chain ends at portable, which every family must have.
+template <class Has>
+constexpr isa nearest_with(isa path, Has has) noexcept {
+  while (!has(path) && path != isa::portable) path = entry_of(path).fallback;
+  return path;
+}
+
+}  // namespace detail
+
+// Every path, fastest first.
+inline constexpr std::array<isa, detail::isa_count> all_isas = detail::paths_in_list_order();
+
+inline const char* to_string(isa path) noexcept { return detail::entry_of(path).name; }
 
 inline std::optional<isa> parse_isa(std::string_view name) noexcept {
   for (isa path : all_isas)
@@ -181,18 +218,20 @@ inline bool supports(isa path) noexcept {
 
 // Every path this CPU runs, fastest first.
 inline std::vector<isa> supported_isas() {
-  static constexpr isa by_speed[] = {isa::avx512_icl, isa::avx512, isa::avx2,
-                                     isa::sse41,      isa::neon,   isa::portable};
   std::vector<isa> paths;
-  for (isa path : by_speed)
+  for (isa path : all_isas)
     if (supports(path)) paths.push_back(path);
   return paths;
 }
 
+// The fastest path this CPU runs, asked once.
 inline isa best_isa() noexcept {
-  for (isa path : {isa::avx512_icl, isa::avx512, isa::avx2, isa::sse41, isa::neon})
-    if (supports(path)) return path;
-  return isa::portable;
+  static const isa best = [] {
+    for (isa path : all_isas)
+      if (supports(path)) return path;
+    return isa::portable;
+  }();
+  return best;
 }
 
 namespace detail {
@@ -245,5 +284,40 @@ inline isa resolve_isa(std::optional<isa> forced = std::nullopt) {
   }
   return best_isa();
 }
+
+namespace detail {
+
+// The path of a call that cannot throw (the bulk half conversions): ONEBIT_ISA where it names
+// a path this CPU runs, else the best. A bad ONEBIT_ISA makes every throwing entry point
+// throw; these, which cannot, run on the best path instead (every path gives the same bits).
+inline isa default_isa() noexcept {
+  static const isa path = [] {
+    try {
+      return resolve_isa();
+    } catch (...) {
+      return best_isa();
+    }
+  }();
+  return path;
+}
+
+// A kernel family's implementation table for a path, chosen once per (family, path) and
+// cached in a function-local static, so a call only indexes an array. Family provides
+//   struct table;                              // what a call needs: function pointers, sizes
+//   static constexpr bool has(isa) noexcept;   // the paths it writes bodies for
+//   static table make(isa) noexcept;           // the table of one of those paths
+// and a path without bodies of its own gets those of the nearest path on its fallback chain.
+template <class Family>
+const typename Family::table& table_for(isa path) noexcept {
+  using table = typename Family::table;
+  static const std::array<table, isa_count> tables = [] {
+    std::array<table, isa_count> t{};
+    for (isa p : all_isas) t[index_of(p)] = Family::make(nearest_with(p, &Family::has));
+    return t;
+  }();
+  return tables[index_of(path)];
+}
+
+}  // namespace detail
 
 }  // namespace onebit

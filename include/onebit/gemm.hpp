@@ -171,7 +171,13 @@ class prepared_gemm {
 
   std::size_t rows() const noexcept { return args_.rows; }
   std::size_t batch() const noexcept { return args_.batch; }
+  // The kernel whose body runs: the one asked for, except that vnni_int8 runs popcount_int8's
+  // body (the same integer sums) on paths without VNNI, and reports popcount_int8 there.
   kernel chosen_kernel() const noexcept { return kernel_; }
+  // The body that runs, as its namespace and function ("popcount::avx2::int8_rows"): a path
+  // without a body of its own for a kernel runs that of a lesser path (sse41 add_only runs
+  // add_only::portable::byte_table_rows). Empty before the first prepare.
+  const char* body_name() const noexcept { return body_name_; }
   // Rows the chosen body computes together: ranges that start on multiples of it never
   // compute a block twice (any range gives the same bits; this is about speed).
   std::size_t row_block() const noexcept { return row_block_; }
@@ -189,36 +195,22 @@ class prepared_gemm {
   template <class T>
   void prepare_checked(const detail::layer_bits& layer, kernel k, isa path, const T* x,
                        std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
-    namespace add_only = kernels::add_only;
     namespace quantize = kernels::quantize;
     using detail::activation_form;
-    using detail::round_up;
-    const detail::kernel_body body = detail::select_body(k, path, layer.format);
+    const detail::kernel_body& body = detail::select_body(k, path, layer.format);
     const std::size_t n = layer.cols;
     const bool floats = body.form == activation_form::floats;
-    const bool int8 = body.form == activation_form::int8_planes ||
-                      body.form == activation_form::int8_tables ||
-                      body.form == activation_form::int8_bytes;
+    const bool int8 = detail::is_int8(body.form);
+    const detail::prepare_sizes z = detail::sizes_for(body, n);
+    const std::size_t lda = z.lda, groups = z.groups, ldt = z.ldt, plane_stride = z.plane_stride,
+                      planes_per_row = z.planes_per_row, int_groups = z.int_groups, ldq = z.ldq,
+                      ldit = z.ldit;
 
-    // Sizes, in bytes, of everything this call prepares; each piece starts on a cache line.
-    const std::size_t lda = floats ? add_only::padded_cols(body.format, n) : round_up(n, 16);
-    const std::size_t groups = body.tables ? add_only::table_groups(body.format, n) : 0;
-    const std::size_t ldt = round_up(groups << add_only::table_bits(body.format), 16);
-    const std::size_t plane_stride = sign_row_stride_bytes(n);
-    const std::size_t planes_per_row = body.form == activation_form::int8_planes ? 8
-                                       : body.form == activation_form::signs    ? 1
-                                                                                : 0;
-    const std::size_t int_groups =
-        body.form != activation_form::int8_tables ? 0
-        : body.table_bits == 8                    ? (n + 7) / 8
-                                                  : kernels::lut::chunks(n) * 3;
-    const std::size_t ldq = int8 ? round_up(std::max(n, int_groups * body.table_bits), 64) : 0;
-    const std::size_t ldit = round_up((int_groups << body.table_bits) * 2, 64);
-
+    // Each piece starts on a cache line.
     std::size_t offset = 0;
     auto claim = [&offset](std::size_t bytes) {
       const std::size_t at = offset;
-      offset += round_up(bytes, detail::cache_line);
+      offset += detail::round_up(bytes, detail::cache_line);
       return at;
     };
     const std::size_t at_g = claim(n * 4), at_a = claim(batch * lda * 4),
@@ -243,14 +235,17 @@ class prepared_gemm {
     auto* itables = reinterpret_cast<void*>(base + at_itables);
 
     kernels::detail::rows_fn rows = body.rows;
-    const detail::quantizers quantizer = detail::quantizers_for(path);
-    to_float(layer.g, g, n);
+    const char* body_name = body.name;
+    const detail::quantizers& quantizer = body.quantize;
+    detail::table_for<detail::half_family>(path).to_floats(
+        reinterpret_cast<const std::uint16_t*>(layer.g), g, n);
     if (body.form == activation_form::signs) quantize::valid_plane(n, valid, plane_stride);
     for (std::size_t b = 0; b < batch; ++b) {
       float* ab = a + b * lda;
       const T* xb = x + b * ldx;
       if constexpr (std::is_same_v<T, half>) {
-        to_float(xb, ab, n);
+        detail::table_for<detail::half_family>(path).to_floats(
+            reinterpret_cast<const std::uint16_t*>(xb), ab, n);
         for (std::size_t i = 0; i < n; ++i) ab[i] *= g[i];
       } else {
         for (std::size_t i = 0; i < n; ++i) ab[i] = xb[i] * g[i];
@@ -264,7 +259,10 @@ class prepared_gemm {
           magnitude += ab[i] < 0 ? -ab[i] : ab[i];
         }
         sums[b] = total;
-        if (!(magnitude < 0x1p125f)) rows = body.signed_rows;  // NaN fails the test too
+        if (!(magnitude < 0x1p125f)) {  // NaN fails the test too
+          rows = body.signed_rows;
+          body_name = body.signed_name;
+        }
       }
       if (int8) {
         std::int8_t* qb = q + b * ldq;
@@ -297,7 +295,8 @@ class prepared_gemm {
     args_.ldit = ldit;
     rows_fn_ = rows;
     row_block_ = body.row_block;
-    kernel_ = k;
+    kernel_ = body.ran;
+    body_name_ = body_name;
     path_ = path;
   }
 
@@ -305,6 +304,7 @@ class prepared_gemm {
   kernels::detail::gemm_args args_;
   kernels::detail::rows_fn rows_fn_ = nullptr;
   kernel kernel_ = kernel::reference;
+  const char* body_name_ = "";
   isa path_ = isa::portable;
   std::size_t row_block_ = 1;
 };

@@ -15,9 +15,10 @@
 // paths need no fix-up. A quiet half NaN therefore survives half -> float -> half unchanged;
 // a signalling one comes back with its quiet bit (0x0200) set.
 //
-// The bulk conversions use, per call, the widest path this CPU runs: AVX-512 (16 at a time),
-// then AVX2/F16C (8 at a time) on x86-64, NEON on aarch64, else a scalar loop. Their code is
-// compiled in target regions, so a build without -march flags still carries them.
+// The bulk conversions run on the path ONEBIT_ISA names or the best this CPU runs (or one
+// forced per call): AVX-512 (16 at a time), AVX2/F16C (8 at a time), NEON, else a scalar
+// loop. Their code is compiled in target regions, so a build without -march flags still
+// carries them.
 #pragma once
 
 #include <cstddef>
@@ -59,42 +60,32 @@ inline float to_float(half h) noexcept { return detail::float_from_half_bits(h.b
 inline half to_half(float f) noexcept { return half::from_bits(detail::half_bits_from_float(f)); }
 
 // dst[i] = to_float(src[i]) for i < n, bit for bit. Any n and alignment; src and dst must not
-// overlap. Never allocates or throws.
+// overlap. Never allocates or throws. Runs on the path ONEBIT_ISA names, else the best one
+// (cpu.hpp's detail::default_isa).
 inline void to_float(const half* src, float* dst, std::size_t n) noexcept {
   // half is standard layout with a single uint16_t, so the arrays are arrays of bit patterns.
-  const auto* bits = reinterpret_cast<const std::uint16_t*>(src);
-#if ONEBIT_X86
-  const cpu_features& features = cpu();
-  if (detail::half_runs_avx512(features))
-    detail::halves_to_floats_avx512(bits, dst, n);
-  else if (detail::half_runs_avx2(features))
-    detail::halves_to_floats_avx2(bits, dst, n);
-  else
-    detail::halves_to_floats_scalar(bits, dst, n);
-#elif ONEBIT_ARM64
-  detail::halves_to_floats_neon(bits, dst, n);
-#else
-  detail::halves_to_floats_scalar(bits, dst, n);
-#endif
+  detail::table_for<detail::half_family>(detail::default_isa())
+      .to_floats(reinterpret_cast<const std::uint16_t*>(src), dst, n);
 }
 
-// dst[i] = to_half(src[i]) for i < n, bit for bit. Any n and alignment; src and dst must not
-// overlap. Never allocates or throws.
+// dst[i] = to_half(src[i]) for i < n, bit for bit; as to_float above.
 inline void to_half(const float* src, half* dst, std::size_t n) noexcept {
-  auto* bits = reinterpret_cast<std::uint16_t*>(dst);
-#if ONEBIT_X86
-  const cpu_features& features = cpu();
-  if (detail::half_runs_avx512(features))
-    detail::floats_to_halves_avx512(src, bits, n);
-  else if (detail::half_runs_avx2(features))
-    detail::floats_to_halves_avx2(src, bits, n);
-  else
-    detail::floats_to_halves_scalar(src, bits, n);
-#elif ONEBIT_ARM64
-  detail::floats_to_halves_neon(src, bits, n);
-#else
-  detail::floats_to_halves_scalar(src, bits, n);
-#endif
+  detail::table_for<detail::half_family>(detail::default_isa())
+      .to_halves(src, reinterpret_cast<std::uint16_t*>(dst), n);
+}
+
+// The same on a forced path (every path gives the same bits; this is for tests and
+// benchmarks). Throws std::invalid_argument when this CPU or build cannot run `path`.
+inline void to_float(const half* src, float* dst, std::size_t n, isa path) {
+  detail::require_supported(path, "to_float");
+  detail::table_for<detail::half_family>(path).to_floats(
+      reinterpret_cast<const std::uint16_t*>(src), dst, n);
+}
+
+inline void to_half(const float* src, half* dst, std::size_t n, isa path) {
+  detail::require_supported(path, "to_half");
+  detail::table_for<detail::half_family>(path).to_halves(src, reinterpret_cast<std::uint16_t*>(dst),
+                                                          n);
 }
 
 }  // namespace onebit

@@ -2,11 +2,14 @@
 // path and layout. Everything else asks it with a (kernel, path, layout) triple.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
 #include "../cpu.hpp"
+#include "aligned_buffer.hpp"
 #include "../kernel.hpp"
+#include "../sign_matrix.hpp"
 #include "../kernels/add_only.hpp"
 #include "../kernels/detail/add_only_avx2.hpp"
 #include "../kernels/detail/add_only_avx512.hpp"
@@ -48,16 +51,8 @@ struct quantizers {
   signs_fn signs = &kernels::quantize::sign_plane;
 };
 
-inline quantizers quantizers_for(isa path) noexcept {
-#if ONEBIT_X86
-  if (path == isa::avx512 || path == isa::avx512_icl)
-    return {&kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
-            &kernels::quantize::avx512::sign_plane};
-#endif
-  (void)path;
-  return {};
-}
-
+// One entry of a path's implementation table: everything prepare() and run_rows() need to
+// know about the body a (kernel, path, layout) runs, so that neither ever switches on a path.
 struct kernel_body {
   kernels::detail::rows_fn rows = nullptr;
   kernels::detail::tables_fn tables = nullptr;  // float tables; null: none
@@ -70,7 +65,49 @@ struct kernel_body {
   int_tables_fn int_tables = nullptr;  // integer tables; null: none
   unsigned table_bits = 0;             // signs per integer table lookup
   std::size_t row_block = 1;           // rows it computes together: split ranges on multiples
+  quantizers quantize;                 // the activation quantisation of the path
+  kernel ran = kernel::reference;      // whose body this is (vnni_int8 may run popcount_int8's)
+  isa body_path = isa::portable;       // whose instructions it runs (sse41 add_only: portable's)
+  const char* name = "";               // the body, as its namespace and function
+  const char* signed_name = "";        // the same for signed_rows
 };
+
+// The sizes, in elements or bytes as named, of what prepare() computes for a body on n inputs.
+struct prepare_sizes {
+  std::size_t lda = 0;             // floats per batch row of a (and its zero padding)
+  std::size_t groups = 0;          // float tables per batch row
+  std::size_t ldt = 0;             // floats per batch row of float tables
+  std::size_t plane_stride = 0;    // bytes per bit-plane (W's standard row stride)
+  std::size_t planes_per_row = 0;  // bit-planes per batch row
+  std::size_t int_groups = 0;      // integer tables per batch row
+  std::size_t ldq = 0;             // bytes per batch row of int8 activations
+  std::size_t ldit = 0;            // bytes per batch row of integer tables
+};
+
+constexpr bool is_int8(activation_form f) noexcept {
+  return f == activation_form::int8_planes || f == activation_form::int8_tables ||
+         f == activation_form::int8_bytes;
+}
+
+inline prepare_sizes sizes_for(const kernel_body& body, std::size_t n) noexcept {
+  namespace add_only = kernels::add_only;
+  prepare_sizes z;
+  const bool floats = body.form == activation_form::floats;
+  z.lda = floats ? add_only::padded_cols(body.format, n) : round_up(n, 16);
+  z.groups = body.tables ? add_only::table_groups(body.format, n) : 0;
+  z.ldt = round_up(z.groups << add_only::table_bits(body.format), 16);
+  z.plane_stride = sign_row_stride_bytes(n);
+  z.planes_per_row = body.form == activation_form::int8_planes ? 8
+                     : body.form == activation_form::signs    ? 1
+                                                              : 0;
+  z.int_groups = body.form != activation_form::int8_tables ? 0
+                 : body.table_bits == 8                    ? (n + 7) / 8
+                                                           : kernels::lut::chunks(n) * 3;
+  // q is padded with zeros to cover every table group, so the tables never read past it.
+  z.ldq = is_int8(body.form) ? round_up(std::max(n, z.int_groups * body.table_bits), 64) : 0;
+  z.ldit = round_up((z.int_groups << body.table_bits) * 2, 64);
+  return z;
+}
 
 // `automatic` is the fastest exact kernel.
 constexpr kernel concrete(kernel k) noexcept { return k == kernel::automatic ? kernel::add_only : k; }
@@ -93,65 +130,108 @@ inline packed_format packed_format_for(kernel k, isa path) noexcept {
   }
 }
 
-inline kernel_body add_only_body(isa path, packed_format format) noexcept {
-  namespace add_only = kernels::add_only;
-#if ONEBIT_X86
-  if (is_avx512(path)) {
-    if (format == packed_format::index5_rows16)
-      return {&add_only::avx512::packed_rows, &add_only::avx512::tables5, format};
-    return {&add_only::avx512::plain_rows, nullptr, format, &add_only::avx512::plain_rows_signed};
-  }
-  if (path == isa::avx2) {
-    if (format == packed_format::index3_rows8)
-      return {&add_only::avx2::packed_rows, &add_only::avx2::tables3, format};
-    return {&add_only::avx2::plain_rows, nullptr, format};
-  }
-#endif
-  // sse41, neon and portable run the 8-sign tables (add_only.hpp says why).
-  (void)path;
-  return {&add_only::portable::byte_table_rows, &add_only::portable::byte_tables, format};
+// The builders of the tables, one per kernel: each knows the paths it has bodies for and takes
+// the nearest one on the fallback chain of cpu.hpp for the others. They run once per process
+// (select_body caches what they give).
+
+constexpr bool x86_path(isa path) noexcept {
+  return ONEBIT_X86 != 0 && path != isa::neon && path != isa::portable;
 }
 
+inline quantizers quantizers_for(isa path) noexcept {
+  const isa body = nearest_with(path, [](isa p) { return ONEBIT_X86 != 0 && p == isa::avx512; });
+#if ONEBIT_X86
+  if (body == isa::avx512)
+    return {&kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
+            &kernels::quantize::avx512::sign_plane};
+#endif
+  (void)body;
+  return {};
+}
+
+inline kernel_body add_only_body(isa path, packed_format format) noexcept {
+  namespace add_only = kernels::add_only;
+  // sse41 and neon run the portable 8-sign tables (add_only.hpp says why).
+  const isa at = nearest_with(path, [](isa p) {
+    return p == isa::portable || (ONEBIT_X86 != 0 && (p == isa::avx2 || p == isa::avx512));
+  });
+  kernel_body body;
+  body.format = format;
+  body.ran = kernel::add_only;
+  body.body_path = at;
+#if ONEBIT_X86
+  if (at == isa::avx512) {
+    if (format == packed_format::index5_rows16) {
+      body.rows = &add_only::avx512::packed_rows;
+      body.tables = &add_only::avx512::tables5;
+      body.name = "add_only::avx512::packed_rows";
+    } else {
+      body.rows = &add_only::avx512::plain_rows;
+      body.signed_rows = &add_only::avx512::plain_rows_signed;
+      body.name = "add_only::avx512::plain_rows";
+      body.signed_name = "add_only::avx512::plain_rows_signed";
+    }
+    return body;
+  }
+  if (at == isa::avx2) {
+    if (format == packed_format::index3_rows8) {
+      body.rows = &add_only::avx2::packed_rows;
+      body.tables = &add_only::avx2::tables3;
+      body.name = "add_only::avx2::packed_rows";
+    } else {
+      body.rows = &add_only::avx2::plain_rows;
+      body.name = "add_only::avx2::plain_rows";
+    }
+    return body;
+  }
+#endif
+  body.rows = &add_only::portable::byte_table_rows;
+  body.tables = &add_only::portable::byte_tables;
+  body.name = "add_only::portable::byte_table_rows";
+  return body;
+}
+
+// Every path has popcount bodies of its own.
 inline kernel_body popcount_body(bool binary, isa path, packed_format format) noexcept {
   namespace pc = kernels::popcount;
   kernel_body body;
   body.format = format;
   body.form = binary ? activation_form::signs : activation_form::int8_planes;
+  body.ran = binary ? kernel::popcount_binary : kernel::popcount_int8;
+  body.body_path = path;
+#define ONEBIT_DETAIL_POPCOUNT(NS)                                                      \
+  body.rows = binary ? &pc::NS::binary_rows : &pc::NS::int8_rows;                       \
+  body.name = binary ? "popcount::" #NS "::binary_rows" : "popcount::" #NS "::int8_rows"; \
+  return body;
   switch (path) {
 #if ONEBIT_X86
-    case isa::avx512_icl:
-      body.rows = binary ? &pc::avx512_icl::binary_rows : &pc::avx512_icl::int8_rows;
-      return body;
-    case isa::avx512:
-      body.rows = binary ? &pc::avx512::binary_rows : &pc::avx512::int8_rows;
-      return body;
-    case isa::avx2:
-      body.rows = binary ? &pc::avx2::binary_rows : &pc::avx2::int8_rows;
-      return body;
-    case isa::sse41:
-      body.rows = binary ? &pc::sse41::binary_rows : &pc::sse41::int8_rows;
-      return body;
+    case isa::avx512_icl: ONEBIT_DETAIL_POPCOUNT(avx512_icl)
+    case isa::avx512: ONEBIT_DETAIL_POPCOUNT(avx512)
+    case isa::avx2: ONEBIT_DETAIL_POPCOUNT(avx2)
+    case isa::sse41: ONEBIT_DETAIL_POPCOUNT(sse41)
 #endif
 #if ONEBIT_ARM64
-    case isa::neon:
-      body.rows = binary ? &pc::neon::binary_rows : &pc::neon::int8_rows;
-      return body;
+    case isa::neon: ONEBIT_DETAIL_POPCOUNT(neon)
 #endif
-    default:
-      body.rows = binary ? &pc::portable::binary_rows : &pc::portable::int8_rows;
-      return body;
+    default: break;
   }
+  body.body_path = isa::portable;
+  ONEBIT_DETAIL_POPCOUNT(portable)
+#undef ONEBIT_DETAIL_POPCOUNT
 }
 
 inline kernel_body lut_body(isa path, packed_format format) noexcept {
   kernel_body body;
   body.format = format;
   body.form = activation_form::int8_tables;
+  body.ran = kernel::lut;
 #if ONEBIT_X86
   if (is_avx512(path) && format == packed_format::lut5_rows32) {
     body.rows = &kernels::lut::avx512::packed_rows;
     body.int_tables = &kernels::lut::avx512::tables5;
     body.table_bits = 5;
+    body.body_path = isa::avx512;
+    body.name = "lut::avx512::packed_rows";
     return body;
   }
 #endif
@@ -159,13 +239,14 @@ inline kernel_body lut_body(isa path, packed_format format) noexcept {
   body.rows = &kernels::lut::portable::byte_table_rows;
   body.int_tables = &kernels::lut::portable::byte_tables;
   body.table_bits = 8;
+  body.body_path = isa::portable;
+  body.name = "lut::portable::byte_table_rows";
   return body;
 }
 
-// The body of a kernel on a path that this build and CPU run, reading `format` (standard, or
-// the one packed_format_for gave for that kernel and path).
 // vnni_int8 multiplies bits expanded to bytes with vpdpbusd where the path has VNNI, and runs
-// popcount_int8's body elsewhere: the same integer sums either way.
+// popcount_int8's body elsewhere: the same integer sums either way. The table then says
+// popcount_int8 ran, which is what prepared_gemm::chosen_kernel() reports.
 inline kernel_body vnni_body(isa path, packed_format format) noexcept {
 #if ONEBIT_X86
   if (path == isa::avx512_icl) {
@@ -173,6 +254,9 @@ inline kernel_body vnni_body(isa path, packed_format format) noexcept {
     body.format = format;
     body.form = activation_form::int8_bytes;
     body.rows = &kernels::popcount::avx512_icl::vnni_rows;
+    body.ran = kernel::vnni_int8;
+    body.body_path = path;
+    body.name = "popcount::avx512_icl::vnni_rows";
     return body;
   }
 #endif
@@ -189,10 +273,15 @@ inline std::size_t row_block_of(const kernel_body& body) noexcept {
   }
 }
 
-inline kernel_body select_body(kernel k, isa path, packed_format format) noexcept {
+inline kernel_body make_body(kernel k, isa path, packed_format format) noexcept {
   kernel_body body;
   switch (concrete(k)) {
-    case kernel::reference: body = {&kernels::reference::rows, nullptr, format}; break;
+    case kernel::reference:
+      body.rows = &kernels::reference::rows;
+      body.format = format;
+      body.ran = kernel::reference;
+      body.name = "reference::rows";
+      break;
     case kernel::popcount_binary: body = popcount_body(true, path, format); break;
     case kernel::popcount_int8: body = popcount_body(false, path, format); break;
     case kernel::vnni_int8: body = vnni_body(path, format); break;
@@ -200,7 +289,30 @@ inline kernel_body select_body(kernel k, isa path, packed_format format) noexcep
     default: body = add_only_body(path, format); break;
   }
   body.row_block = row_block_of(body);
+  body.quantize = quantizers_for(path);
   return body;
+}
+
+// The body of a kernel on a path that this build and CPU run, reading `format`: standard, or
+// the one packed_format_for gave for that kernel and path (anything else reads as standard).
+// Every entry is built on first use, once per process; a call only indexes the table.
+inline const kernel_body& select_body(kernel k, isa path, packed_format format) noexcept {
+  constexpr std::size_t kernel_count = sizeof all_kernels / sizeof all_kernels[0];
+  struct all_tables {
+    kernel_body at[kernel_count][isa_count][2];  // [kernel][path][packed?]
+  };
+  static const all_tables tables = [] {
+    all_tables t{};
+    for (kernel each : all_kernels)
+      for (isa p : all_isas) {
+        const auto i = static_cast<std::size_t>(each);
+        t.at[i][index_of(p)][0] = make_body(each, p, packed_format::standard);
+        t.at[i][index_of(p)][1] = make_body(each, p, packed_format_for(each, p));
+      }
+    return t;
+  }();
+  const bool packed = format != packed_format::standard && format == packed_format_for(k, path);
+  return tables.at[static_cast<std::size_t>(k)][index_of(path)][packed ? 1 : 0];
 }
 
 }  // namespace onebit::detail

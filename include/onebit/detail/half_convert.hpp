@@ -100,18 +100,6 @@ inline void floats_to_halves_scalar(const float* src, std::uint16_t* dst, std::s
 
 #if ONEBIT_X86
 
-// The compiler may use any instruction a region enables anywhere in it (BMI2 shifts for the
-// loop counter, say), so a body runs only on a CPU with every feature of its region string,
-// not just the conversion instruction. These two mirror ONEBIT_FEATURES_AVX2 and
-// ONEBIT_FEATURES_AVX512; a CPU with F16C but not the rest (Ivy Bridge) takes the scalar loop.
-inline bool half_runs_avx2(const cpu_features& f) noexcept {
-  return f.avx2 && f.fma && f.f16c && f.bmi2 && f.popcnt;
-}
-
-inline bool half_runs_avx512(const cpu_features& f) noexcept {
-  return f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && half_runs_avx2(f);
-}
-
 // vcvtps2ph's immediate names the rounding, so MXCSR.RC never applies; MXCSR.FTZ does not
 // flush half subnormal results and MXCSR.DAZ only turns float subnormals, which round to a
 // signed zero anyway, into that same zero. The x86 bodies are thus exact whatever MXCSR holds.
@@ -236,5 +224,39 @@ inline void floats_to_halves_neon(const float* src, std::uint16_t* dst, std::siz
 }
 
 #endif  // ONEBIT_ARM64
+
+
+// The bulk bodies per path (cpu.hpp, table_for): F16C comes with the avx2 path and its
+// 16-wide form with avx512, so sse41 runs the scalar loop, avx512_icl the avx512 body. A body
+// runs only where its whole region string does (the compiler may use any instruction of the
+// region anywhere in it), which the path's own feature check guarantees.
+struct half_family {
+  struct table {
+    void (*to_floats)(const std::uint16_t*, float*, std::size_t) noexcept = nullptr;
+    void (*to_halves)(const float*, std::uint16_t*, std::size_t) noexcept = nullptr;
+    isa body_path = isa::portable;  // whose bodies these are
+  };
+  static constexpr bool has(isa path) noexcept {
+    switch (path) {
+      case isa::portable: return true;
+      case isa::avx2:
+      case isa::avx512: return ONEBIT_X86 != 0;
+      case isa::neon: return ONEBIT_ARM64 != 0;
+      default: return false;
+    }
+  }
+  static table make(isa path) noexcept {
+    switch (path) {
+#if ONEBIT_X86
+      case isa::avx2: return {&halves_to_floats_avx2, &floats_to_halves_avx2, path};
+      case isa::avx512: return {&halves_to_floats_avx512, &floats_to_halves_avx512, path};
+#endif
+#if ONEBIT_ARM64
+      case isa::neon: return {&halves_to_floats_neon, &floats_to_halves_neon, path};
+#endif
+      default: return {&halves_to_floats_scalar, &floats_to_halves_scalar, isa::portable};
+    }
+  }
+};
 
 }  // namespace onebit::detail

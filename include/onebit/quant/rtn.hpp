@@ -57,6 +57,9 @@ struct rtn_options {
   // such factor wins, so f = 1 (plain RTN) unless a smaller one is strictly better. Off: RTN
   // bit for bit.
   bool clip_search = false;
+  // The instruction-set path of the code kernels (every path gives the same codes); unset:
+  // ONEBIT_ISA, else the best (cpu.hpp). A path this CPU lacks throws std::invalid_argument.
+  std::optional<isa> path = std::nullopt;
 };
 
 namespace detail::quant {
@@ -189,11 +192,27 @@ code_range rtn_codes_sse41(const float* w, std::size_t n, rtn_group p, int bits,
 ONEBIT_TARGET_END
 #endif
 
-inline rtn_codes_fn rtn_codes_for_this_cpu(bool symmetric) noexcept {
+// The bodies per path (cpu.hpp, table_for): every x86 path runs the SSE4.1 one (the same
+// code, where nearbyint is one roundsd instead of a library call), the others the portable one.
+struct rtn_family {
+  struct table {
+    rtn_codes_fn symmetric = nullptr, asymmetric = nullptr;
+  };
+  static constexpr bool has(isa path) noexcept {
+    return path == isa::portable || (ONEBIT_X86 != 0 && path == isa::sse41);
+  }
+  static table make(isa path) noexcept {
 #if ONEBIT_X86
-  if (supports(isa::sse41)) return symmetric ? &rtn_codes_sse41<true> : &rtn_codes_sse41<false>;
+    if (path == isa::sse41) return {&rtn_codes_sse41<true>, &rtn_codes_sse41<false>};
 #endif
-  return symmetric ? &rtn_codes_portable<true> : &rtn_codes_portable<false>;
+    (void)path;
+    return {&rtn_codes_portable<true>, &rtn_codes_portable<false>};
+  }
+};
+
+inline rtn_codes_fn rtn_codes_for(isa path, bool symmetric) noexcept {
+  const rtn_family::table& t = table_for<rtn_family>(path);
+  return symmetric ? t.symmetric : t.asymmetric;
 }
 
 template <class T>
@@ -207,7 +226,7 @@ lowbit_matrix rtn_run(const T* w, std::size_t rows, std::size_t cols, std::size_
   float* zeros = lowbit_access::zeros(m);
   row_reader<T> reader(w, cols, row_stride);
   std::vector<std::uint8_t> q(cols);
-  const rtn_codes_fn codes = rtn_codes_for_this_cpu(o.symmetric);
+  const rtn_codes_fn codes = rtn_codes_for(resolve_isa(o.path), o.symmetric);
   for (std::size_t r = 0; r < rows; ++r) {
     const float* x = reader.row(r);
     for (std::size_t c = 0; c < cols; ++c)

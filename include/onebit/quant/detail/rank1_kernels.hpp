@@ -9,9 +9,9 @@
 //    while the row is in cache: t = coef · Σ_c |x_c|·v_c, then acc_c += t·|x_c|.
 //  * residual: Σ_c (|x_c| − h·g_c)², the error of a stored rank-1 factor on one row.
 //
-// Each kernel exists per instruction set (AVX-512, AVX2+FMA, and a portable one written in
-// blocks of 16 the compiler vectorises at the build's own width), chosen per call like the
-// products' kernels. Sums are in float with many independent accumulators; callers add the
+// Each kernel is written once for the SIMD paths (kernels/detail/rank1_simd.inl, instantiated
+// for AVX-512 and AVX2+FMA) and once portably in blocks of 16 the compiler vectorises at the
+// build's own width, chosen per call like the products' kernels. Sums are in float with many independent accumulators; callers add the
 // per-row results in double. The order of the float sums differs between paths, so results
 // agree across paths to float rounding, not bit for bit.
 #pragma once
@@ -163,294 +163,165 @@ inline float residual_portable(const float* x, std::size_t n, const float* g, fl
 
 #if ONEBIT_X86
 
-// ---------------------------------------------------------------- AVX2 + FMA
+// ---------------------------------------------------------------- AVX2 + FMA, AVX-512
+// One body each (kernels/detail/rank1_simd.inl) over the operations below.
 ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX2)
-
-inline float hsum_avx2(__m256 v) noexcept {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-// Lanes [0, rem) set, for maskload / maskstore of a tail of rem < 8 floats.
-inline __m256i tail_mask_avx2(std::size_t rem) noexcept {
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)), lanes);
-}
+namespace avx2_rank1 {
+struct ops {
+  using vec = __m256;
+  using ivec = __m256i;
+  using mask = __m256i;  // lanes [0, rem) all ones, for maskload / maskstore
+  static constexpr std::size_t width = 8;
+  static vec load(const float* p) noexcept { return _mm256_loadu_ps(p); }
+  static void store(float* p, vec v) noexcept { _mm256_storeu_ps(p, v); }
+  static vec load_masked(mask m, const float* p) noexcept { return _mm256_maskload_ps(p, m); }
+  static void store_masked(float* p, mask m, vec v) noexcept { _mm256_maskstore_ps(p, m, v); }
+  static vec set1(float v) noexcept { return _mm256_set1_ps(v); }
+  static vec zero() noexcept { return _mm256_setzero_ps(); }
+  static ivec izero() noexcept { return _mm256_setzero_si256(); }
+  static vec add(vec a, vec b) noexcept { return _mm256_add_ps(a, b); }
+  static vec mul(vec a, vec b) noexcept { return _mm256_mul_ps(a, b); }
+  static vec fmadd(vec a, vec b, vec c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+  static vec fnmadd(vec a, vec b, vec c) noexcept { return _mm256_fnmadd_ps(a, b, c); }
+  static vec abs(vec a) noexcept {
+    return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+  }
+  static ivec abs_bits(vec a) noexcept {
+    return _mm256_and_si256(_mm256_castps_si256(a), _mm256_set1_epi32(0x7fffffff));
+  }
+  static ivec max_i32(ivec a, ivec b) noexcept { return _mm256_max_epi32(a, b); }
+  static vec min(vec a, vec b) noexcept { return _mm256_min_ps(a, b); }
+  static vec min_masked(vec mn, mask m, vec a, float x0) noexcept {
+    return _mm256_min_ps(mn, _mm256_blendv_ps(_mm256_set1_ps(x0), a, _mm256_castsi256_ps(m)));
+  }
+  static mask first(std::size_t rem) noexcept {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static std::uint32_t sign_bits(vec a) noexcept {
+    return static_cast<std::uint32_t>(
+        _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ)));
+  }
+  static std::uint32_t sign_bits_masked(mask m, vec a) noexcept {
+    return sign_bits(a) & static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(m)));
+  }
+  static void spill(float* out, vec v) noexcept { _mm256_storeu_ps(out, v); }
+  static void ispill(std::uint32_t* out, ivec v) noexcept {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v);
+  }
+  static float hsum(vec v) noexcept {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+};
+#include "../../kernels/detail/rank1_simd.inl"
+}  // namespace avx2_rank1
 
 inline row_scan scan_avx2(const float* x, std::size_t n, float scale,
                           unsigned char* signs) noexcept {
-  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
-  const __m256 zero = _mm256_setzero_ps(), vs = _mm256_set1_ps(scale);
-  __m256i mx = _mm256_setzero_si256();
-  __m256 mn = _mm256_set1_ps(n != 0 ? x[0] : 0.0f), sq0 = zero, sq1 = zero;
-  std::size_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    const __m256 a = _mm256_loadu_ps(x + c), b = _mm256_loadu_ps(x + c + 8);
-    mx = _mm256_max_epi32(mx, _mm256_and_si256(_mm256_castps_si256(a), abs_mask));
-    mx = _mm256_max_epi32(mx, _mm256_and_si256(_mm256_castps_si256(b), abs_mask));
-    mn = _mm256_min_ps(mn, _mm256_min_ps(a, b));
-    const __m256 as = _mm256_mul_ps(a, vs), bs = _mm256_mul_ps(b, vs);
-    sq0 = _mm256_fmadd_ps(as, as, sq0);
-    sq1 = _mm256_fmadd_ps(bs, bs, sq1);
-    if (signs != nullptr) {
-      signs[c / 8] =
-          static_cast<unsigned char>(_mm256_movemask_ps(_mm256_cmp_ps(a, zero, _CMP_LT_OQ)));
-      signs[c / 8 + 1] =
-          static_cast<unsigned char>(_mm256_movemask_ps(_mm256_cmp_ps(b, zero, _CMP_LT_OQ)));
-    }
-  }
-  for (; c < n; c += 8) {
-    const std::size_t rem = n - c < 8 ? n - c : 8;
-    const __m256i m = tail_mask_avx2(rem);
-    // Lanes past n load 0: |0| and 0² change nothing; min takes x[0] there instead.
-    const __m256 a = _mm256_maskload_ps(x + c, m);
-    mx = _mm256_max_epi32(mx, _mm256_and_si256(_mm256_castps_si256(a), abs_mask));
-    mn = _mm256_min_ps(mn, _mm256_blendv_ps(_mm256_set1_ps(x[0]), a, _mm256_castsi256_ps(m)));
-    const __m256 as = _mm256_mul_ps(a, vs);
-    sq0 = _mm256_fmadd_ps(as, as, sq0);
-    if (signs != nullptr) {
-      const unsigned bits =
-          static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a, zero, _CMP_LT_OQ)));
-      signs[c / 8] = static_cast<unsigned char>(bits & ((1u << rem) - 1u));
-    }
-  }
-  alignas(32) std::uint32_t mxs[8];
-  alignas(32) float mns[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(mxs), mx);
-  _mm256_store_ps(mns, mn);
-  row_scan r;
-  r.min = mns[0];
-  for (int t = 0; t < 8; ++t) {
-    r.max_abs_bits = mxs[t] > r.max_abs_bits ? mxs[t] : r.max_abs_bits;
-    r.min = mns[t] < r.min ? mns[t] : r.min;
-  }
-  r.sum_squares = hsum_avx2(_mm256_add_ps(sq0, sq1));
-  return r;
+  return avx2_rank1::scan_simd<avx2_rank1::ops>(x, n, scale, signs);
 }
-
 template <bool Scaled>
 inline float fused_avx2(const float* x, std::size_t n, const float* v, float* acc, float coef,
                         float scale) noexcept {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 vs = _mm256_set1_ps(scale);
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  auto load_abs = [&](const float* p) {
-    __m256 a = _mm256_and_ps(_mm256_loadu_ps(p), abs_mask);
-    if constexpr (Scaled) a = _mm256_mul_ps(a, vs);
-    return a;
-  };
-  std::size_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    s0 = _mm256_fmadd_ps(load_abs(x + c), _mm256_loadu_ps(v + c), s0);
-    s1 = _mm256_fmadd_ps(load_abs(x + c + 8), _mm256_loadu_ps(v + c + 8), s1);
-    s2 = _mm256_fmadd_ps(load_abs(x + c + 16), _mm256_loadu_ps(v + c + 16), s2);
-    s3 = _mm256_fmadd_ps(load_abs(x + c + 24), _mm256_loadu_ps(v + c + 24), s3);
-  }
-  for (; c + 8 <= n; c += 8) s0 = _mm256_fmadd_ps(load_abs(x + c), _mm256_loadu_ps(v + c), s0);
-  const std::size_t tail = n - c;
-  const __m256i m = tail_mask_avx2(tail);
-  if (tail != 0) {
-    __m256 a = _mm256_and_ps(_mm256_maskload_ps(x + c, m), abs_mask);
-    if constexpr (Scaled) a = _mm256_mul_ps(a, vs);
-    s1 = _mm256_fmadd_ps(a, _mm256_maskload_ps(v + c, m), s1);
-  }
-  const float t_row = hsum_avx2(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) * coef;
-  const __m256 k = _mm256_set1_ps(Scaled ? t_row * scale : t_row);
-  std::size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
-    const __m256 b = _mm256_and_ps(_mm256_loadu_ps(x + i + 8), abs_mask);
-    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(k, a, _mm256_loadu_ps(acc + i)));
-    _mm256_storeu_ps(acc + i + 8, _mm256_fmadd_ps(k, b, _mm256_loadu_ps(acc + i + 8)));
-  }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
-    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(k, a, _mm256_loadu_ps(acc + i)));
-  }
-  if (tail != 0) {
-    const __m256 a = _mm256_and_ps(_mm256_maskload_ps(x + i, m), abs_mask);
-    _mm256_maskstore_ps(acc + i, m, _mm256_fmadd_ps(k, a, _mm256_maskload_ps(acc + i, m)));
-  }
-  return t_row;
+  return avx2_rank1::fused_simd<avx2_rank1::ops, Scaled>(x, n, v, acc, coef, scale);
 }
-
 inline float residual_avx2(const float* x, std::size_t n, const float* g, float h) noexcept {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 vh = _mm256_set1_ps(h);
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-  std::size_t c = 0;
-  for (; c + 16 <= n; c += 16) {
-    const __m256 d0 = _mm256_fnmadd_ps(vh, _mm256_loadu_ps(g + c),
-                                       _mm256_and_ps(_mm256_loadu_ps(x + c), abs_mask));
-    const __m256 d1 = _mm256_fnmadd_ps(vh, _mm256_loadu_ps(g + c + 8),
-                                       _mm256_and_ps(_mm256_loadu_ps(x + c + 8), abs_mask));
-    s0 = _mm256_fmadd_ps(d0, d0, s0);
-    s1 = _mm256_fmadd_ps(d1, d1, s1);
-  }
-  for (; c < n; c += 8) {
-    const __m256i m = tail_mask_avx2(n - c < 8 ? n - c : 8);
-    const __m256 d = _mm256_fnmadd_ps(vh, _mm256_maskload_ps(g + c, m),
-                                      _mm256_and_ps(_mm256_maskload_ps(x + c, m), abs_mask));
-    s0 = _mm256_fmadd_ps(d, d, s0);
-  }
-  return hsum_avx2(_mm256_add_ps(s0, s1));
+  return avx2_rank1::residual_simd<avx2_rank1::ops>(x, n, g, h);
 }
-
 ONEBIT_TARGET_END
 
-// ---------------------------------------------------------------- AVX-512
 ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
-
-// Written out: g++ 12's _mm512_reduce_add_ps raises a false -Wuninitialized once inlined.
-inline float hsum_avx512(__m512 v) noexcept {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-
-inline __mmask16 tail_mask_avx512(std::size_t rem) noexcept {
-  return static_cast<__mmask16>((1u << rem) - 1u);
-}
+namespace avx512_rank1 {
+struct ops {
+  using vec = __m512;
+  using ivec = __m512i;
+  using mask = __mmask16;
+  static constexpr std::size_t width = 16;
+  static vec load(const float* p) noexcept { return _mm512_loadu_ps(p); }
+  static void store(float* p, vec v) noexcept { _mm512_storeu_ps(p, v); }
+  static vec load_masked(mask m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+  static void store_masked(float* p, mask m, vec v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+  static vec set1(float v) noexcept { return _mm512_set1_ps(v); }
+  static vec zero() noexcept { return _mm512_setzero_ps(); }
+  static ivec izero() noexcept { return _mm512_setzero_si512(); }
+  static vec add(vec a, vec b) noexcept { return _mm512_add_ps(a, b); }
+  static vec mul(vec a, vec b) noexcept { return _mm512_mul_ps(a, b); }
+  static vec fmadd(vec a, vec b, vec c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+  static vec fnmadd(vec a, vec b, vec c) noexcept { return _mm512_fnmadd_ps(a, b, c); }
+  static vec abs(vec a) noexcept {
+    return _mm512_and_ps(a, _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff)));
+  }
+  static ivec abs_bits(vec a) noexcept {
+    return _mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff));
+  }
+  static ivec max_i32(ivec a, ivec b) noexcept { return _mm512_max_epi32(a, b); }
+  static vec min(vec a, vec b) noexcept { return _mm512_min_ps(a, b); }
+  static vec min_masked(vec mn, mask m, vec a, float) noexcept {
+    return _mm512_mask_min_ps(mn, m, mn, a);
+  }
+  static mask first(std::size_t rem) noexcept { return static_cast<mask>((1u << rem) - 1u); }
+  static std::uint32_t sign_bits(vec a) noexcept {
+    return _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_LT_OQ);
+  }
+  static std::uint32_t sign_bits_masked(mask m, vec a) noexcept {
+    return _mm512_mask_cmp_ps_mask(m, a, _mm512_setzero_ps(), _CMP_LT_OQ);
+  }
+  static void spill(float* out, vec v) noexcept { _mm512_storeu_ps(out, v); }
+  static void ispill(std::uint32_t* out, ivec v) noexcept { _mm512_storeu_si512(out, v); }
+  // Written out: g++ 12's _mm512_reduce_add_ps raises a false -Wuninitialized once inlined.
+  static float hsum(vec v) noexcept {
+    const __m256 h = _mm256_add_ps(
+        _mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+};
+#include "../../kernels/detail/rank1_simd.inl"
+}  // namespace avx512_rank1
 
 inline row_scan scan_avx512(const float* x, std::size_t n, float scale,
                             unsigned char* signs) noexcept {
-  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff);
-  const __m512 zero = _mm512_setzero_ps(), vs = _mm512_set1_ps(scale);
-  __m512i mx = _mm512_setzero_si512();
-  __m512 mn = _mm512_set1_ps(n != 0 ? x[0] : 0.0f), sq0 = zero, sq1 = zero;
-  std::size_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    const __m512 a = _mm512_loadu_ps(x + c), b = _mm512_loadu_ps(x + c + 16);
-    mx = _mm512_max_epi32(mx, _mm512_and_si512(_mm512_castps_si512(a), abs_mask));
-    mx = _mm512_max_epi32(mx, _mm512_and_si512(_mm512_castps_si512(b), abs_mask));
-    mn = _mm512_min_ps(mn, _mm512_min_ps(a, b));
-    const __m512 as = _mm512_mul_ps(a, vs), bs = _mm512_mul_ps(b, vs);
-    sq0 = _mm512_fmadd_ps(as, as, sq0);
-    sq1 = _mm512_fmadd_ps(bs, bs, sq1);
-    if (signs != nullptr) {
-      const std::uint32_t bits =
-          static_cast<std::uint32_t>(_mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ)) |
-          (static_cast<std::uint32_t>(_mm512_cmp_ps_mask(b, zero, _CMP_LT_OQ)) << 16);
-      std::memcpy(signs + c / 8, &bits, 4);  // little-endian: element c + t at bit t
-    }
-  }
-  for (; c < n; c += 16) {
-    const std::size_t rem = n - c < 16 ? n - c : 16;
-    const __mmask16 m = tail_mask_avx512(rem);
-    const __m512 a = _mm512_maskz_loadu_ps(m, x + c);
-    mx = _mm512_max_epi32(mx, _mm512_and_si512(_mm512_castps_si512(a), abs_mask));
-    mn = _mm512_mask_min_ps(mn, m, mn, a);
-    const __m512 as = _mm512_mul_ps(a, vs);
-    sq0 = _mm512_fmadd_ps(as, as, sq0);
-    if (signs != nullptr) {
-      const unsigned bits = _mm512_mask_cmp_ps_mask(m, a, zero, _CMP_LT_OQ);
-      for (std::size_t byte = 0; byte < (rem + 7) / 8; ++byte)
-        signs[c / 8 + byte] = static_cast<unsigned char>(bits >> (8 * byte));
-    }
-  }
-  alignas(64) std::uint32_t mxs[16];
-  alignas(64) float mns[16];
-  _mm512_store_si512(reinterpret_cast<__m512i*>(mxs), mx);
-  _mm512_store_ps(mns, mn);
-  row_scan r;
-  r.min = mns[0];
-  for (int t = 0; t < 16; ++t) {
-    r.max_abs_bits = mxs[t] > r.max_abs_bits ? mxs[t] : r.max_abs_bits;
-    r.min = mns[t] < r.min ? mns[t] : r.min;
-  }
-  r.sum_squares = hsum_avx512(_mm512_add_ps(sq0, sq1));
-  return r;
+  return avx512_rank1::scan_simd<avx512_rank1::ops>(x, n, scale, signs);
 }
-
 template <bool Scaled>
 inline float fused_avx512(const float* x, std::size_t n, const float* v, float* acc, float coef,
                           float scale) noexcept {
-  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-  const __m512 vs = _mm512_set1_ps(scale);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  auto load_abs = [&](const float* p) {
-    __m512 a = _mm512_and_ps(_mm512_loadu_ps(p), abs_mask);
-    if constexpr (Scaled) a = _mm512_mul_ps(a, vs);
-    return a;
-  };
-  std::size_t c = 0;
-  for (; c + 64 <= n; c += 64) {
-    s0 = _mm512_fmadd_ps(load_abs(x + c), _mm512_loadu_ps(v + c), s0);
-    s1 = _mm512_fmadd_ps(load_abs(x + c + 16), _mm512_loadu_ps(v + c + 16), s1);
-    s2 = _mm512_fmadd_ps(load_abs(x + c + 32), _mm512_loadu_ps(v + c + 32), s2);
-    s3 = _mm512_fmadd_ps(load_abs(x + c + 48), _mm512_loadu_ps(v + c + 48), s3);
-  }
-  for (; c + 16 <= n; c += 16) s0 = _mm512_fmadd_ps(load_abs(x + c), _mm512_loadu_ps(v + c), s0);
-  const std::size_t tail = n - c;
-  const __mmask16 m = tail_mask_avx512(tail);
-  if (tail != 0) {
-    __m512 a = _mm512_and_ps(_mm512_maskz_loadu_ps(m, x + c), abs_mask);
-    if constexpr (Scaled) a = _mm512_mul_ps(a, vs);
-    s1 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, v + c), s1);
-  }
-  const float t_row =
-      hsum_avx512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3))) * coef;
-  const __m512 k = _mm512_set1_ps(Scaled ? t_row * scale : t_row);
-  std::size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 a = _mm512_and_ps(_mm512_loadu_ps(x + i), abs_mask);
-    const __m512 b = _mm512_and_ps(_mm512_loadu_ps(x + i + 16), abs_mask);
-    _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(k, a, _mm512_loadu_ps(acc + i)));
-    _mm512_storeu_ps(acc + i + 16, _mm512_fmadd_ps(k, b, _mm512_loadu_ps(acc + i + 16)));
-  }
-  for (; i + 16 <= n; i += 16) {
-    const __m512 a = _mm512_and_ps(_mm512_loadu_ps(x + i), abs_mask);
-    _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(k, a, _mm512_loadu_ps(acc + i)));
-  }
-  if (tail != 0) {
-    const __m512 a = _mm512_and_ps(_mm512_maskz_loadu_ps(m, x + i), abs_mask);
-    _mm512_mask_storeu_ps(acc + i, m, _mm512_fmadd_ps(k, a, _mm512_maskz_loadu_ps(m, acc + i)));
-  }
-  return t_row;
+  return avx512_rank1::fused_simd<avx512_rank1::ops, Scaled>(x, n, v, acc, coef, scale);
 }
-
 inline float residual_avx512(const float* x, std::size_t n, const float* g, float h) noexcept {
-  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
-  const __m512 vh = _mm512_set1_ps(h);
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
-  std::size_t c = 0;
-  for (; c + 32 <= n; c += 32) {
-    const __m512 d0 = _mm512_fnmadd_ps(vh, _mm512_loadu_ps(g + c),
-                                       _mm512_and_ps(_mm512_loadu_ps(x + c), abs_mask));
-    const __m512 d1 = _mm512_fnmadd_ps(vh, _mm512_loadu_ps(g + c + 16),
-                                       _mm512_and_ps(_mm512_loadu_ps(x + c + 16), abs_mask));
-    s0 = _mm512_fmadd_ps(d0, d0, s0);
-    s1 = _mm512_fmadd_ps(d1, d1, s1);
-  }
-  for (; c < n; c += 16) {
-    const __mmask16 m = tail_mask_avx512(n - c < 16 ? n - c : 16);
-    const __m512 d = _mm512_fnmadd_ps(vh, _mm512_maskz_loadu_ps(m, g + c),
-                                      _mm512_and_ps(_mm512_maskz_loadu_ps(m, x + c), abs_mask));
-    s0 = _mm512_fmadd_ps(d, d, s0);
-  }
-  return hsum_avx512(_mm512_add_ps(s0, s1));
+  return avx512_rank1::residual_simd<avx512_rank1::ops>(x, n, g, h);
 }
-
 ONEBIT_TARGET_END
 
 #endif  // ONEBIT_X86
 
-// The bodies for a path: AVX-512 on both AVX-512 paths, AVX2 on avx2, the portable ones
-// elsewhere (sse41, neon and portable: the compiler's own vectorisation at the build's width).
-inline rank1_kernels rank1_kernels_for(isa path) noexcept {
+// The bodies per path (cpu.hpp, table_for): AVX-512 (avx512_icl takes it), AVX2, and the
+// portable ones elsewhere (sse41 and neon: the compiler's own vectorisation at the build's
+// width).
+struct rank1_family {
+  using table = rank1_kernels;
+  static constexpr bool has(isa path) noexcept {
+    return path == isa::portable || (ONEBIT_X86 != 0 && (path == isa::avx2 || path == isa::avx512));
+  }
+  static table make(isa path) noexcept {
 #if ONEBIT_X86
-  if (path == isa::avx512 || path == isa::avx512_icl)
-    return {&scan_avx512, &fused_avx512<false>, &fused_avx512<true>, &residual_avx512};
-  if (path == isa::avx2)
-    return {&scan_avx2, &fused_avx2<false>, &fused_avx2<true>, &residual_avx2};
+    if (path == isa::avx512)
+      return {&scan_avx512, &fused_avx512<false>, &fused_avx512<true>, &residual_avx512};
+    if (path == isa::avx2)
+      return {&scan_avx2, &fused_avx2<false>, &fused_avx2<true>, &residual_avx2};
 #endif
-  (void)path;
-  return {&scan_portable, &fused_portable<false>, &fused_portable<true>, &residual_portable};
+    (void)path;
+    return {&scan_portable, &fused_portable<false>, &fused_portable<true>, &residual_portable};
+  }
+};
+
+inline const rank1_kernels& rank1_kernels_for(isa path) noexcept {
+  return table_for<rank1_family>(path);
 }
 
 }  // namespace onebit::detail::quant
