@@ -218,8 +218,66 @@ inline void vnni_rows(const detail::gemm_args& g, std::size_t row_begin,
 }  // namespace onebit::kernels::popcount::avx512_icl
 ONEBIT_TARGET_END
 
-// Without VPOPCNTDQ: the nibble-table bodies of popcount_nibble.inl, over 64 bytes at a time
-// (AVX-512BW) and 32 (AVX2).
+// Without VPOPCNTDQ: bytes are counted by looking up each nibble in a 16-entry table
+// (vpshufb) and the byte counts summed into 64-bit lanes by vpsadbw against zero. The same
+// body serves AVX-512BW (64 bytes at a time) and AVX2 (32), written once over the vector type.
+#define ONEBIT_DETAIL_NIBBLE_BODIES(VEC, LOAD, AND, XOR, SRLI16, SHUFFLE, ADD8, ADD64, SAD, ZERO, \
+                                    SET1_8, BYTES, REDUCE)                                       \
+  inline VEC byte_counts(VEC x, VEC table, VEC low) noexcept {                                   \
+    return ADD8(SHUFFLE(table, AND(x, low)), SHUFFLE(table, AND(SRLI16(x, 4), low)));            \
+  }                                                                                               \
+  inline VEC nibble_table() noexcept {                                                            \
+    return LOAD(reinterpret_cast<const VEC*>(nibble_counts));                                     \
+  }                                                                                               \
+  inline void int8_rows(const detail::gemm_args& g, std::size_t row_begin,                       \
+                        std::size_t row_end) noexcept {                                           \
+    const std::size_t chunks = (g.cols + 8 * BYTES - 1) / (8 * BYTES);                            \
+    const VEC table = nibble_table(), low = SET1_8(0x0f), zero = ZERO();                          \
+    for (std::size_t b = 0; b < g.batch; ++b) {                                                   \
+      const unsigned char* planes = g.planes + b * g.ldp;                                         \
+      for (std::size_t j = row_begin; j < row_end; ++j) {                                         \
+        const unsigned char* row = g.w + j * g.w_stride;                                          \
+        VEC count[8];                                                                             \
+        ONEBIT_UNROLL                                                                             \
+        for (int p = 0; p < 8; ++p) count[p] = zero;                                              \
+        for (std::size_t c = 0; c < chunks; ++c) {                                                \
+          const VEC w = LOAD(reinterpret_cast<const VEC*>(row + BYTES * c));                      \
+          ONEBIT_UNROLL                                                                           \
+          for (int p = 0; p < 8; ++p) {                                                           \
+            const VEC plane =                                                                     \
+                LOAD(reinterpret_cast<const VEC*>(planes + p * g.plane_stride + BYTES * c));      \
+            count[p] = ADD64(count[p], SAD(byte_counts(AND(plane, w), table, low), zero));        \
+          }                                                                                       \
+        }                                                                                         \
+        std::uint64_t counts[8];                                                                  \
+        for (int p = 0; p < 8; ++p) counts[p] = REDUCE(count[p]);                                 \
+        g.y[b * g.ldy + j] = quantize::scale_dot(quantize::int8_dot(g.q_sum[b], counts),         \
+                                                 g.row_scale[b], to_float(g.h[j]));               \
+      }                                                                                           \
+    }                                                                                             \
+  }                                                                                               \
+  inline void binary_rows(const detail::gemm_args& g, std::size_t row_begin,                     \
+                          std::size_t row_end) noexcept {                                         \
+    const std::size_t chunks = (g.cols + 8 * BYTES - 1) / (8 * BYTES);                            \
+    const VEC table = nibble_table(), low = SET1_8(0x0f), zero = ZERO();                          \
+    for (std::size_t b = 0; b < g.batch; ++b) {                                                   \
+      const unsigned char* signs = g.planes + b * g.ldp;                                          \
+      for (std::size_t j = row_begin; j < row_end; ++j) {                                         \
+        const unsigned char* row = g.w + j * g.w_stride;                                          \
+        VEC count = zero;                                                                         \
+        for (std::size_t c = 0; c < chunks; ++c) {                                                \
+          const VEC x = AND(XOR(LOAD(reinterpret_cast<const VEC*>(signs + BYTES * c)),            \
+                                LOAD(reinterpret_cast<const VEC*>(row + BYTES * c))),             \
+                            LOAD(reinterpret_cast<const VEC*>(g.valid + BYTES * c)));             \
+          count = ADD64(count, SAD(byte_counts(x, table, low), zero));                            \
+        }                                                                                         \
+        const auto dot = static_cast<std::int64_t>(g.cols) -                                      \
+                         2 * static_cast<std::int64_t>(REDUCE(count));                            \
+        g.y[b * g.ldy + j] = quantize::scale_dot(dot, g.row_scale[b], to_float(g.h[j]));         \
+      }                                                                                           \
+    }                                                                                             \
+  }
+
 namespace onebit::kernels::popcount {
 // Bits set in each nibble value, repeated for every 128-bit lane (vpshufb looks up per lane).
 alignas(64) inline constexpr unsigned char nibble_counts[64] = {
@@ -229,59 +287,34 @@ alignas(64) inline constexpr unsigned char nibble_counts[64] = {
 
 ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
 namespace onebit::kernels::popcount::avx512 {
-struct ops {
-  using vec = __m512i;
-  static constexpr std::size_t bytes = 64;
-  static vec load(const unsigned char* p) noexcept { return _mm512_load_si512(p); }
-  static vec and_(vec a, vec b) noexcept { return _mm512_and_si512(a, b); }
-  static vec xor_(vec a, vec b) noexcept { return _mm512_xor_si512(a, b); }
-  static vec add64(vec a, vec b) noexcept { return _mm512_add_epi64(a, b); }
-  static vec sad(vec a, vec z) noexcept { return _mm512_sad_epu8(a, z); }
-  static vec zero() noexcept { return _mm512_setzero_si512(); }
-  static vec low_nibbles() noexcept { return _mm512_set1_epi8(0x0f); }
-  static vec table() noexcept { return load(nibble_counts); }
-  static vec byte_counts(vec x, vec t, vec low) noexcept {
-    return _mm512_add_epi8(_mm512_shuffle_epi8(t, _mm512_and_si512(x, low)),
-                           _mm512_shuffle_epi8(t, _mm512_and_si512(_mm512_srli_epi16(x, 4), low)));
-  }
-  static std::uint64_t reduce(vec v) noexcept {
-    const __m256i s = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    return static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)) +
-           static_cast<std::uint64_t>(_mm_extract_epi64(q, 1));
-  }
-};
-#include "popcount_nibble.inl"
+inline std::uint64_t reduce512(__m512i v) noexcept {
+  const __m256i s = _mm256_add_epi64(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  return static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)) +
+         static_cast<std::uint64_t>(_mm_extract_epi64(q, 1));
+}
+ONEBIT_DETAIL_NIBBLE_BODIES(__m512i, _mm512_load_si512, _mm512_and_si512, _mm512_xor_si512,
+                            _mm512_srli_epi16, _mm512_shuffle_epi8, _mm512_add_epi8,
+                            _mm512_add_epi64, _mm512_sad_epu8, _mm512_setzero_si512,
+                            _mm512_set1_epi8, 64, reduce512)
 }  // namespace onebit::kernels::popcount::avx512
 ONEBIT_TARGET_END
 
 ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX2)
 namespace onebit::kernels::popcount::avx2 {
-struct ops {
-  using vec = __m256i;
-  static constexpr std::size_t bytes = 32;
-  static vec load(const unsigned char* p) noexcept {
-    return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
-  }
-  static vec and_(vec a, vec b) noexcept { return _mm256_and_si256(a, b); }
-  static vec xor_(vec a, vec b) noexcept { return _mm256_xor_si256(a, b); }
-  static vec add64(vec a, vec b) noexcept { return _mm256_add_epi64(a, b); }
-  static vec sad(vec a, vec z) noexcept { return _mm256_sad_epu8(a, z); }
-  static vec zero() noexcept { return _mm256_setzero_si256(); }
-  static vec low_nibbles() noexcept { return _mm256_set1_epi8(0x0f); }
-  static vec table() noexcept { return load(nibble_counts); }
-  static vec byte_counts(vec x, vec t, vec low) noexcept {
-    return _mm256_add_epi8(_mm256_shuffle_epi8(t, _mm256_and_si256(x, low)),
-                           _mm256_shuffle_epi8(t, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
-  }
-  static std::uint64_t reduce(vec v) noexcept {
-    const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    return static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)) +
-           static_cast<std::uint64_t>(_mm_extract_epi64(q, 1));
-  }
-};
-#include "popcount_nibble.inl"
+inline std::uint64_t reduce256(__m256i v) noexcept {
+  const __m128i q = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)) +
+         static_cast<std::uint64_t>(_mm_extract_epi64(q, 1));
+}
+inline __m256i load256(const __m256i* p) noexcept { return _mm256_load_si256(p); }
+ONEBIT_DETAIL_NIBBLE_BODIES(__m256i, load256, _mm256_and_si256, _mm256_xor_si256,
+                            _mm256_srli_epi16, _mm256_shuffle_epi8, _mm256_add_epi8,
+                            _mm256_add_epi64, _mm256_sad_epu8, _mm256_setzero_si256,
+                            _mm256_set1_epi8, 32, reduce256)
 }  // namespace onebit::kernels::popcount::avx2
 ONEBIT_TARGET_END
+
+#undef ONEBIT_DETAIL_NIBBLE_BODIES
 
 #endif  // ONEBIT_X86
