@@ -1,4 +1,4 @@
-// Generates text with the tinyllamas stories260K model (examples/llama.hpp), in float32 or with
+// Generates text with the tinyllamas stories260K model (models/llama.hpp), in float32 or with
 // chosen linear layers replaced by onebit layers.
 //
 //   tinyllama                         the greedy story; exit 1 unless it is the data README's
@@ -6,7 +6,7 @@
 //   tinyllama --quant rtn --bits 4 --group 32 --layers w1,w2,w3
 //   tinyllama --temperature 1 --topp 0.9 --seed 133742 --prompt "Once upon a time"
 //
-// Data: shared/data/tinyllamas beside the project (or --data DIR): stories260K.bin, tok512.bin
+// Data: tests/data/tinyllamas (or --data DIR): stories260K.bin, tok512.bin
 // and README.md (its reference story). Nothing is downloaded.
 #include <onebit/models/llama.hpp>
 

@@ -5,7 +5,7 @@
 //   tinyllama_quality [--data DIR] [--eval-tokens N] [--calib-tokens N] [--steps N]
 //                     [--batch N] [--lr-w X] [--lr-values X] [--constant-lr] [--seed N]
 //
-// The model is tinyllamas stories260K (shared/data/tinyllamas). Every linear layer of every
+// The model is tinyllamas stories260K (tests/data/tinyllamas). Every linear layer of every
 // block (wq wk wv wo w1 w2 w3: 35 matrices, 227,328 weights) is replaced; the token embedding,
 // which is also the classifier, and the RMSNorm weights stay float32 in every row.
 //

@@ -37,9 +37,7 @@ fi
 mkdir -p "$build/corpus" "$build/artifacts"
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=all -DONEBIT_LIBFUZZER -Iinclude)
-# Eigen (quant/lowbit_matrix.hpp) lives in its own include directory.
-read -r -a eigen <<<"$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)"
-flags+=("${eigen[@]}")
+# The reader is onebit::io: the core and nlohmann-json (on the default include path), no Eigen.
 echo "fuzz: building $build/fuzz_safetensors with $("$cxx" --version | head -1)"
 build_start=$SECONDS
 if ! "$cxx" "${flags[@]}" fuzz/fuzz_safetensors.cpp -o "$build/fuzz_safetensors" -pthread; then

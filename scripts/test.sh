@@ -44,6 +44,11 @@ report() {
   local line
   for line in "${timings[@]}"; do echo "   $line"; done
   echo "   total                    $((SECONDS - script_start))s"
+  # CPU time of every process the script waited for (compilers, tests), from bash's `times`:
+  # its second line is the children's user and system time.
+  local cpu
+  cpu=$(times | tail -1)
+  echo "   cpu (children: user sys) $cpu"
 }
 
 if command -v ninja >/dev/null 2>&1; then generator=Ninja; else generator="Unix Makefiles"; fi

@@ -1,5 +1,5 @@
 // The Llama blocks of cross-block reconstruction (quant/llama_blocks.hpp): every backward
-// against central finite differences, the transformer block against examples/llama.hpp on the
+// against central finite differences, the transformer block against models/llama.hpp on the
 // real stories260K weights, causality within and independence across sequences, bad shapes.
 #include <onebit/models/llama.hpp>
 
@@ -311,7 +311,7 @@ TEST_CASE("sequences are independent and causal") {
   }
 }
 
-TEST_CASE("five transformer blocks on stories260K reproduce examples/llama.hpp") {
+TEST_CASE("five transformer blocks on stories260K reproduce models/llama.hpp") {
   const auto ck = onebit::io::read_llama2c(std::string(ONEBIT_DATA_DIR) +
                                            "/tinyllamas/stories260K.bin");
   const llama::model m = llama::model::from_checkpoint(ck);

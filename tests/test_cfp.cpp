@@ -1,4 +1,4 @@
-// CFP (ALGORITHMS.md §5.2): quartiles against numpy.percentile numbers computed by hand (and
+// CFP (docs/algorithms.md §5.2): quartiles against numpy.percentile numbers computed by hand (and
 // checked with numpy 1.24 when this file was written); the scoring rule, the first-maximum
 // rule and the all-outliers split on hand-worked examples; the edge cases; every result against
 // an independent O(m²) evaluation of §5.2 written here on random data with ties; planted

@@ -1,4 +1,4 @@
-// The tiny Llama (examples/llama.hpp) converted by onebit-convert's function to a onebit file,
+// The tiny Llama (models/llama.hpp) converted by onebit-convert's function to a onebit file,
 // its layers served zero-copy from the mapped file, generates the same text as the same
 // conversion done in memory.
 #include <onebit/models/convert.hpp>

@@ -1,4 +1,4 @@
-// The real model end to end: examples/llama.hpp reproduces run.c's text exactly, onebit and
+// The real model end to end: models/llama.hpp reproduces run.c's text exactly, onebit and
 // low-bit layers plug into it and compute what their dequantised weights do, and the
 // whole-model quality numbers of examples/tinyllama_quality stay where they were measured.
 #include <onebit/models/llama.hpp>

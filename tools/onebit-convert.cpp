@@ -29,7 +29,7 @@ R"(Usage: onebit-convert [OPTION]... INPUT OUTPUT
 Convert the linear layers of a float model, stored as safetensors (F32, F16 or BF16), to OneBit
 layers (SVID: one bit per weight plus FP16 value vectors g and h) or to k-bit matrices (RTN),
 and write them with every other tensor unchanged to OUTPUT, a onebit safetensors file
-(DESIGN.md, "On-disk format") that onebit::io::mapped_file serves zero-copy. A layer from
+(docs/design.md, "On-disk format") that onebit::io::mapped_file serves zero-copy. A layer from
 tensor NAME.weight is written as NAME.W, NAME.g and NAME.h (RTN: NAME.planes, NAME.scales,
 NAME.zeros). OUTPUT is written to a temporary file and renamed: it is never left half written.
 

@@ -1,6 +1,6 @@
 // A low-bit linear layer on the 1-bit kernels: y = x · Ŵᵀ for a lowbit_matrix Ŵ (rtn.hpp,
-// quant/lowbit_matrix.hpp), Ŵ(j, i) = s_jg·(q_ji − z_jg), run as sign-matrix products
-// (DESIGN.md, "Low-bit weights"; T-MAC's bit-serial idea).
+// lowbit_matrix.hpp), Ŵ(j, i) = s_jg·(q_ji − z_jg), run as sign-matrix products
+// (docs/design.md, "Low-bit weights"; T-MAC's bit-serial idea).
 //
 // The math. With σ_b = 1 − 2·bit_b(q) (plane b of the matrix read as signs),
 // q = (2^k − 1)/2 − Σ_b 2^(b−1)·σ_b, so for one group g of inputs and output j

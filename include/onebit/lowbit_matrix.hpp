@@ -3,7 +3,7 @@
 //
 //     Ŵ(r, c) = s(r, g) · (q(r, c) − z(r, g)),   g = c / G,
 //
-// the format RTN (rtn.hpp) and learned rounding produce (ALGORITHMS.md §3, §5).
+// the format RTN (rtn.hpp) and learned rounding produce (docs/algorithms.md §3, §5).
 //
 // Layout:
 //  * codes as k bit-planes: plane b is a sign_matrix<> (rows x cols, the standard bit layout)

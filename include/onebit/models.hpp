@@ -7,6 +7,7 @@
 #include "quant.hpp"
 
 #include "models/llama2c.hpp"       // llama2.c checkpoints (version 0) and tokenizers
+#include "models/llama_math.hpp"    // RMSNorm and RoPE as run.c, shared by the two below
 #include "models/llama.hpp"         // the Llama-2 forward pass, sampling, quality measures
 #include "models/llama_blocks.hpp"  // linear, RMSNorm, attention (RoPE, GQA), SwiGLU blocks
 #include "models/convert.hpp"       // a float model's linear layers to OneBit or low-bit layers

@@ -1,5 +1,5 @@
 // The program every consumer project builds: it uses onebit only through <onebit/onebit.hpp>
-// and the names of the API contract (DESIGN.md), runs a small OneBit layer and checks it
+// and the names of the API contract (docs/design.md), runs a small OneBit layer and checks it
 // against the formula. Prints "onebit consumer: ok" on success, which the test looks for.
 #include <onebit/onebit.hpp>
 

@@ -6,7 +6,7 @@
 // {"dtype", "shape", "data_offsets": [begin, end)} (offsets relative to the data region) and may
 // hold "__metadata__", a map of strings.
 //
-// OneBit layers in it (DESIGN.md, "On-disk format"), for a layer NAME of `out` outputs and `in`
+// OneBit layers in it (docs/design.md, "On-disk format"), for a layer NAME of `out` outputs and `in`
 // inputs:
 //
 //   NAME.W  U8  [out, row_bytes]  the signs in the bit layout of sign_matrix.hpp: row j is output
@@ -17,7 +17,7 @@
 //
 // and in __metadata__: "format": "onebit", "onebit.version": "1", "onebit.layout": the layout's
 // name (layout_name below), and "onebit.layer.NAME": "linear" for every layer. A low-bit matrix
-// (quant/lowbit_matrix.hpp, what rtn() makes) NAME of k-bit codes is NAME.planes U8
+// (lowbit_matrix.hpp, what rtn() makes) NAME of k-bit codes is NAME.planes U8
 // [k, rows, row_bytes] (its k bit-planes, each in the same bit layout), NAME.scales F32
 // [rows, groups] and, unless symmetric, NAME.zeros F32 [rows, groups], declared by
 // "onebit.layer.NAME": "lowbit bits=K cols=N group=G symmetric=0|1". The writer puts
@@ -820,7 +820,7 @@ class writer {
     add(name, layer.view());
   }
 
-  // A low-bit matrix (quant/lowbit_matrix.hpp): NAME.planes U8 [bits, rows, row_bytes] (plane
+  // A low-bit matrix (lowbit_matrix.hpp): NAME.planes U8 [bits, rows, row_bytes] (plane
   // b's bit (r, c) is bit b of code q(r, c), each plane in the sign-matrix layout), NAME.scales
   // F32 [rows, groups], NAME.zeros F32 [rows, groups] unless symmetric, and its metadata entry
   // "lowbit bits=K cols=N group=G symmetric=0|1".

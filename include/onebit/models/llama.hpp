@@ -20,6 +20,7 @@
 #include "../quant/rtn.hpp"
 #include "../quant/svid.hpp"
 #include "llama2c.hpp"
+#include "llama_math.hpp"
 
 #include <algorithm>
 #include <iterator>
@@ -353,11 +354,7 @@ struct state {
 namespace detail {
 
 inline void rmsnorm(float* o, const float* x, const float* weight, std::size_t size) {
-  float ss = 0.0f;
-  for (std::size_t j = 0; j < size; ++j) ss += x[j] * x[j];
-  ss /= static_cast<float>(size);
-  ss += 1e-5f;
-  ss = 1.0f / std::sqrt(ss);
+  const float ss = inverse_rms(x, size);
   for (std::size_t j = 0; j < size; ++j) o[j] = weight[j] * (ss * x[j]);
 }
 
@@ -415,8 +412,7 @@ inline const float* forward(const model& m, state& st, int token, int pos,
     // i' = i mod head_size; queries over dim, keys over kv_dim.
     for (std::size_t i = 0; i < dim; i += 2) {
       const std::size_t head_dim = i % head_size;
-      const float freq =
-          1.0f / std::pow(10000.0f, static_cast<float>(head_dim) / static_cast<float>(head_size));
+      const float freq = rope_frequency(head_dim, head_size);
       const float val = static_cast<float>(pos) * freq;
       const float fcr = std::cos(val), fci = std::sin(val);
       const int rotn = i < kv_dim ? 2 : 1;

@@ -1,5 +1,5 @@
 // The differentiable blocks a Llama-2 model is made of (block.hpp's interface), for
-// cross-block reconstruction (ALGORITHMS.md §5.3):
+// cross-block reconstruction (docs/algorithms.md §5.3):
 //
 //   linear_block      y = x·Wᵀ                                            weight: its name
 //   rmsnorm_block     y = scale ⊙ x / sqrt(mean(x²) + eps)                (no listed weight)
@@ -10,7 +10,7 @@
 //   llama_transformer_block(…): one llama2.c layer as a sequential of
 //     residual(sequential(rmsnorm, attention)) and residual(sequential(rmsnorm, swiglu)).
 //
-// The math is examples/llama.hpp's (llama2.c's run.c): RoPE turns each pair (i, i+1) of a head
+// The math is llama.hpp's (shared formulas in llama_math.hpp) (llama2.c's run.c): RoPE turns each pair (i, i+1) of a head
 // by pos / theta^((i mod head_size) / head_size) with pos the row's index within its sequence;
 // scores are q·k / sqrt(head_size), causal within each sequence; query head h reads key/value
 // head h / (n_heads / n_kv_heads). Float results agree with run.c's to float rounding, not
@@ -43,6 +43,7 @@
 
 #include "../quant/block.hpp"
 #include "llama2c.hpp"
+#include "llama_math.hpp"
 
 namespace onebit {
 
@@ -209,11 +210,7 @@ class rmsnorm_block final : public block {
     d::copy_floats(x, tokens * dim_, xs);
     for (std::size_t t = 0; t < tokens_; ++t) {
       const float* xt = xs + t * dim_;
-      float ss = 0.0f;
-      for (std::size_t j = 0; j < dim_; ++j) ss += xt[j] * xt[j];
-      ss /= static_cast<float>(dim_);
-      ss += eps_;
-      inv[t] = 1.0f / std::sqrt(ss);
+      inv[t] = llama::inverse_rms(xt, dim_, eps_);
       float* yt = y + t * dim_;
       for (std::size_t j = 0; j < dim_; ++j) yt[j] = scale_[j] * (inv[t] * xt[j]);
     }
@@ -437,8 +434,7 @@ class attention_block final : public block {
     sin_.resize(positions * pairs);
     for (std::size_t pos = 0; pos < positions; ++pos)
       for (std::size_t i = 0; i < pairs; ++i) {
-        const float freq = 1.0f / std::pow(theta_, static_cast<float>(2 * i) /
-                                                       static_cast<float>(head_size_));
+        const float freq = llama::rope_frequency(2 * i, head_size_, theta_);
         const float angle = static_cast<float>(pos) * freq;
         cos_[pos * pairs + i] = std::cos(angle);
         sin_[pos * pairs + i] = std::sin(angle);
@@ -687,7 +683,7 @@ class sequential_block final : public block {
 
 // One llama2.c transformer layer: x += attention(RMSNorm(x) ⊙ rms_att), then
 // x += SwiGLU(RMSNorm(x) ⊙ rms_ffn). Weights "wq" "wk" "wv" "wo" "w1" "w2" "w3", as
-// io::llama2c_layer (and examples/llama.hpp's slots) name them.
+// io::llama2c_layer (and models/llama.hpp's slots) name them.
 inline std::unique_ptr<sequential_block> llama_transformer_block(
     std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads, std::size_t hidden,
     io::llama2c_layer layer, float rope_theta = 10000.0f, float eps = 1e-5f) {

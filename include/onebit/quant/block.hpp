@@ -1,5 +1,5 @@
 // block: a differentiable step of a model, as cross-block reconstruction (cross_block.hpp,
-// ALGORITHMS.md §5.3) sees it. Implement it for your own model's pieces; llama_blocks.hpp ships
+// docs/algorithms.md §5.3) sees it. Implement it for your own model's pieces; llama_blocks.hpp ships
 // the ones a Llama needs (linear, RMSNorm, attention with RoPE and grouped-query heads, SwiGLU
 // MLP, residual, sequential).
 //

@@ -1,4 +1,4 @@
-// CFP: coarse-to-fine preprocessing of outliers (CBQ, ALGORITHMS.md §5.2). Finds the values of
+// CFP: coarse-to-fine preprocessing of outliers (CBQ, docs/algorithms.md §5.2). Finds the values of
 // a tensor, or the channels of an activation matrix, that lie far out; clips them in weights
 // (cfp_truncate) and migrates them from activations into weights (channel_scaling).
 //

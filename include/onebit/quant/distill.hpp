@@ -1,4 +1,4 @@
-// OneBit's knowledge transfer, layer by layer (ALGORITHMS.md §6): a OneBit layer (SVID's, say)
+// OneBit's knowledge transfer, layer by layer (docs/algorithms.md §6): a OneBit layer (SVID's, say)
 // fitted to a float layer's outputs on real inputs, through the straight-through estimator on
 // latent weights (gradients.hpp), g and h trained too, Adam with OneBit's β = (0.9, 0.98) and
 // its cosine schedule (optim.hpp). Seeded: the same inputs and options give the same layer.
@@ -21,7 +21,7 @@
 
 namespace onebit {
 
-// Layer-wise distillation (ALGORITHMS.md §6): fit a OneBit layer's output to the float
+// Layer-wise distillation (docs/algorithms.md §6): fit a OneBit layer's output to the float
 // layer's output Y = X·W0ᵀ on real inputs X, by Adam through the straight-through estimator on
 // latent weights (started at sign·0.01 from `start`, SVID's layer), with g and h free.
 struct distill_options {

@@ -1,4 +1,4 @@
-// Training a OneBit layer in research code (ALGORITHMS.md §1): the layer's gradients, a
+// Training a OneBit layer in research code (docs/algorithms.md §1): the layer's gradients, a
 // layer type with latent float weights, and Adam over such a layer (optim.hpp has Adam).
 //
 // The layer is y = ((x ⊙ g) · Sᵀ) ⊙ h with S = sign(W) (sign(0) = +1). For a batch X

@@ -1,5 +1,5 @@
 // rank1: the best rank-1 approximation a bᵀ of a non-negative matrix A (rows x cols), in the
-// Frobenius norm — the heart of SVID, where A = |W| (ALGORITHMS.md §2).
+// Frobenius norm — the heart of SVID, where A = |W| (docs/algorithms.md §2).
 //
 // Two methods, both iterative, seeded and reproducible:
 //

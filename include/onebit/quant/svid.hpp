@@ -1,5 +1,5 @@
 // SVID (sign-value-independent decomposition): a OneBit layer from a trained out x in matrix W0
-// (ALGORITHMS.md §2). W = sign(W0), and |W0| ≈ a bᵀ, its best rank-1 approximation (rank1.hpp:
+// (docs/algorithms.md §2). W = sign(W0), and |W0| ≈ a bᵀ, its best rank-1 approximation (rank1.hpp:
 // power iteration, or rank-1 NMF as in the official code); then h = a, g = b, so that
 //
 //     W0 ≈ sign(W0) ⊙ (h gᵀ),   x · (sign(W0) ⊙ h gᵀ)ᵀ = ((x ⊙ g) · Wᵀ) ⊙ h.
@@ -12,7 +12,7 @@
 // overflow and subnormals. A W0 whose magnitudes are beyond what FP16 value vectors can carry
 // (a rounded entry becomes infinite) throws.
 //
-// Inputs: float, half (IEEE binary16) or bfloat16 (quant/detail/bfloat16.hpp: the top half of
+// Inputs: float, half (IEEE binary16) or bfloat16 (bfloat16.hpp: the top half of
 // a float, a struct of its 16 bits) row-major matrices with a row stride, or an Eigen row-major
 // float matrix. sign(0) = sign(-0.0) = +1. Zero sizes, a null pointer, a short stride, NaN or
 // infinity anywhere (named by position), an all-zero matrix: std::invalid_argument.
