@@ -1,8 +1,11 @@
 // CBQ on a real model: stories260K's 35 linear layers quantised to 4, 3 and 2 bits (per row and
-// per group of 32) by RTN, RTN after CFP's outlier truncation, LoRA-Rounding layer by layer, and
-// CBQ (CFP + LoRA-Rounding + cross-block windows), then run on onebit's low-bit kernels and
-// measured against the float model: next-token cross-entropy and KL(FP32 ‖ quantised) on 2,000
-// tokens the float model samples itself, and how many tokens of its greedy story survive.
+// per group of 32) by RTN (plain, with its clipping search, after CFP's outlier truncation),
+// GPTQ, LoRA-Rounding layer by layer, and CBQ (CFP + LoRA-Rounding + cross-block windows), the
+// last two also started from the clipped RTN grid and from GPTQ's, then run on onebit's low-bit
+// kernels and measured against the float model: next-token cross-entropy and KL(FP32 ‖
+// quantised) on 2,000 tokens the float model samples itself, how many tokens of its greedy story
+// survive, and each layer's relative output error ‖X(Ŵ − W)ᵀ‖²/‖XWᵀ‖² on the inputs the float
+// model gives it on those held-out tokens (the mean over the 35 layers).
 // Then the sweeps that chose CBQ's defaults (rank r, window K, start of V), at W2 per row.
 //
 //   tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N] [--iterations N]
@@ -16,6 +19,7 @@
 
 #include <onebit/quant/cfp.hpp>
 #include <onebit/quant/cross_block.hpp>
+#include <onebit/quant/gptq.hpp>
 #include <onebit/models/llama_blocks.hpp>
 #include <onebit/quant/lora_rounding.hpp>
 
@@ -130,47 +134,97 @@ class progress_line {
 
 using report = std::function<void(std::string)>;
 
-// RTN, optionally after CFP's truncation of each matrix's outliers.
-llama::model rtn_model(const llama::model& fp32, const onebit::rtn_options& q, bool cfp) {
-  llama::model m = fp32;
-  const auto all = llama::parse_selection("all", fp32.blocks.size());
-  llama::replace_layers(m, all, [&](const float* w, std::size_t r, std::size_t c, std::size_t,
-                                    llama::slot) -> llama::layer_ptr {
-    if (!cfp) return llama::rtn_layer(w, r, c, q);
-    std::vector<float> t(w, w + r * c);
-    onebit::cfp_truncate(t.data(), r, c, c);
-    return std::make_shared<llama::lowbit_layer>(onebit::rtn(t.data(), r, c, c, q), "rtn+cfp");
-  });
-  return m;
+// Layer (l, s)'s relative output error on the held-out inputs xe the float model gives it.
+double layer_error(const llama::model& fp32, const llama::layer_activations& xe, std::size_t l,
+                   llama::slot s, const onebit::lowbit_matrix& q) {
+  const auto w = fp32.original(l, s);
+  const std::vector<float>& x = xe.input(l, s);
+  using map = Eigen::Map<const onebit::row_major_matrix>;
+  const Eigen::Index rows = static_cast<Eigen::Index>(w.rows), cols = static_cast<Eigen::Index>(w.cols);
+  const map W(w.w->data(), rows, cols), X(x.data(), static_cast<Eigen::Index>(x.size() / w.cols), cols);
+  const Eigen::MatrixXd Xd = X.cast<double>(), Wd = W.cast<double>();
+  const Eigen::MatrixXd D = onebit::dequantized(q).cast<double>() - Wd;
+  return (Xd * D.transpose()).squaredNorm() / (Xd * Wd.transpose()).squaredNorm();
 }
 
-// LoRA-Rounding of every layer on the inputs the float model feeds it.
-llama::model lora_model(const llama::model& fp32, const llama::layer_activations& act,
-                        onebit::lora_rounding_options lo, const report& say) {
-  llama::model m = fp32;
-  const auto all = llama::parse_selection("all", fp32.blocks.size());
-  std::size_t done = 0;
-  llama::replace_layers(m, all, [&](const float* w, std::size_t r, std::size_t c, std::size_t l,
-                                    llama::slot s) -> llama::layer_ptr {
-    say("layer " + std::to_string(++done) + "/" + std::to_string(all.size()));
-    const std::vector<float>& x = act.input(l, s);
-    lo.seed = 1000 * l + static_cast<std::size_t>(s);
-    return std::make_shared<llama::lowbit_layer>(
-        onebit::lora_rounding(w, r, c, c, x.data(), x.size() / c, c, lo), "lora-rounding");
-  });
-  return m;
-}
+// The mean of a model's layer errors.
+struct error_sum {
+  double sum = 0;
+  std::size_t n = 0;
+  void add(double e) {
+    sum += e;
+    ++n;
+  }
+  double mean() const { return n == 0 ? -1.0 : sum / static_cast<double>(n); }
+};
 
 struct cbq_run {
   llama::model m;
   std::vector<double> start, end;  // per window
   std::size_t truncated = 0;
+  double layer_error = -1;  // mean relative held-out output error of the layers
 };
+
+// Every layer replaced by quantise(w, rows, cols, l, s), with its held-out error.
+cbq_run per_layer_model(const llama::model& fp32, const llama::layer_activations& xe,
+                        const std::function<onebit::lowbit_matrix(const float*, std::size_t,
+                                                                  std::size_t, std::size_t,
+                                                                  llama::slot)>& quantise,
+                        const char* kind) {
+  llama::model m = fp32;
+  const auto all = llama::parse_selection("all", fp32.blocks.size());
+  error_sum e;
+  llama::replace_layers(m, all, [&](const float* w, std::size_t r, std::size_t c, std::size_t l,
+                                    llama::slot s) -> llama::layer_ptr {
+    const onebit::lowbit_matrix q = quantise(w, r, c, l, s);
+    e.add(layer_error(fp32, xe, l, s, q));
+    return std::make_shared<llama::lowbit_layer>(q, kind);
+  });
+  return cbq_run{std::move(m), {}, {}, 0, e.mean()};
+}
+
+// RTN (q.clip_search: with its clipping search), optionally after CFP's truncation of each
+// matrix's outliers.
+cbq_run rtn_model(const llama::model& fp32, const llama::layer_activations& xe,
+                  const onebit::rtn_options& q, bool cfp) {
+  return per_layer_model(fp32, xe, [&](const float* w, std::size_t r, std::size_t c, std::size_t,
+                                       llama::slot) {
+    if (!cfp) return onebit::rtn(w, r, c, c, q);
+    std::vector<float> t(w, w + r * c);
+    onebit::cfp_truncate(t.data(), r, c, c);
+    return onebit::rtn(t.data(), r, c, c, q);
+  }, cfp ? "rtn+cfp" : "rtn");
+}
+
+// GPTQ of every layer on the inputs the float model feeds it.
+cbq_run gptq_model(const llama::model& fp32, const llama::layer_activations& act,
+                   const llama::layer_activations& xe, const onebit::gptq_options& go) {
+  return per_layer_model(fp32, xe, [&](const float* w, std::size_t r, std::size_t c, std::size_t l,
+                                       llama::slot s) {
+    const std::vector<float>& x = act.input(l, s);
+    return onebit::gptq(w, r, c, c, x.data(), x.size() / c, c, go);
+  }, "gptq");
+}
+
+// LoRA-Rounding of every layer on the inputs the float model feeds it.
+cbq_run lora_model(const llama::model& fp32, const llama::layer_activations& act,
+                   const llama::layer_activations& xe, onebit::lora_rounding_options lo,
+                   const report& say) {
+  const std::size_t layers = llama::parse_selection("all", fp32.blocks.size()).size();
+  std::size_t done = 0;
+  return per_layer_model(fp32, xe, [&](const float* w, std::size_t r, std::size_t c, std::size_t l,
+                                       llama::slot s) {
+    say("layer " + std::to_string(++done) + "/" + std::to_string(layers));
+    const std::vector<float>& x = act.input(l, s);
+    lo.seed = 1000 * l + static_cast<std::size_t>(s);
+    return onebit::lora_rounding(w, r, c, c, x.data(), x.size() / c, c, lo);
+  }, "lora-rounding");
+}
 
 // CBQ over the five transformer blocks, from the token embeddings of the calibration sequences.
 cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint& ck,
-                  const std::vector<std::vector<int>>& calib, onebit::cross_block_options co,
-                  const report& say) {
+                  const std::vector<std::vector<int>>& calib, const llama::layer_activations& xe,
+                  onebit::cross_block_options co, const report& say) {
   std::vector<std::unique_ptr<onebit::sequential_block>> blocks;
   std::vector<onebit::block*> chain;
   for (std::size_t l = 0; l < ck.layers.size(); ++l) {
@@ -195,7 +249,8 @@ cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint
     return true;
   };
   const onebit::cross_block_result r = onebit::cross_block_reconstruction(chain, x.data(), dim, layout, co);
-  cbq_run run{fp32, r.window_start_loss, r.window_end_loss, 0};
+  cbq_run run{fp32, r.window_start_loss, r.window_end_loss, 0, -1};
+  error_sum e;
   for (std::size_t l = 0; l < chain.size(); ++l) {
     run.truncated += r.outliers_truncated[l];
     const std::vector<onebit::block_weight> ws = chain[l]->weights();
@@ -203,8 +258,10 @@ cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint
       llama::slot s;
       if (!llama::parse_slot(ws[i].name, s)) throw std::logic_error("unknown weight " + ws[i].name);
       run.m.blocks[l][s] = std::make_shared<llama::lowbit_layer>(r.weights[l][i], "cbq");
+      e.add(layer_error(fp32, xe, l, s, r.weights[l][i]));
     }
   }
+  run.layer_error = e.mean();
   return run;
 }
 
@@ -213,6 +270,7 @@ struct result {
   llama::comparison c;
   double bits_per_weight = 0, seconds = 0;
   std::size_t same = 0;
+  double layer_error = -1;
   std::vector<int> story;
   std::string note;
 };
@@ -235,6 +293,7 @@ int main(int argc, char** argv) {
     const auto calib = llama::sample_sequences(fp32, o.calib_tokens, o.seed + 1, 1.0f);
     const std::vector<float> reference = llama::all_logits(fp32, eval);
     const llama::layer_activations act = llama::collect_activations(fp32, calib, false);
+    const llama::layer_activations held_out = llama::collect_activations(fp32, eval, false);
     llama::sampler greedy;
     const std::vector<int> story = llama::generate(fp32, greedy, 256);
     const llama::comparison fp = llama::compare(fp32, eval, reference);
@@ -266,24 +325,72 @@ int main(int argc, char** argv) {
       std::function<cbq_run(const report&)> make;
     };
     std::vector<job> jobs;
-    auto plain = [](llama::model m) { return cbq_run{std::move(m), {}, {}, 0}; };
+    // GPTQ as commonly run: activation order (static groups), damp 0.01, blocks of 128, the
+    // grids with RTN's clipping search.
+    auto gptq_for = [](const onebit::rtn_options& q, bool strong) {
+      onebit::gptq_options go;
+      go.quant = q;
+      go.quant.clip_search = strong;
+      go.act_order = strong;
+      return go;
+    };
+    // CBQ from GPTQ's grid: each weight's GPTQ on the inputs the float model gives it.
+    auto gptq_start = [&](const onebit::rtn_options& q) {
+      return [&, q](std::size_t b, const onebit::block_weight& w, const float* v) {
+        llama::slot s;
+        if (!llama::parse_slot(w.name, s)) throw std::logic_error("unknown weight " + w.name);
+        const std::vector<float>& x = act.input(b, s);
+        return onebit::gptq(v, w.rows, w.cols, w.cols, x.data(), x.size() / w.cols, w.cols, gptq_for(q, true));
+      };
+    };
     for (std::size_t group : {std::size_t{0}, std::size_t{32}})
       for (int bits : {4, 3, 2}) {
         onebit::rtn_options q;
         q.bits = bits;
         q.group = group;
         const std::string g = grid_name(q);
-        jobs.push_back({g, "RTN", [&, q](const report&) { return plain(rtn_model(fp32, q, false)); }});
-        jobs.push_back({g, "RTN + CFP", [&, q](const report&) { return plain(rtn_model(fp32, q, true)); }});
+        onebit::rtn_options qc = q;
+        qc.clip_search = true;
+        jobs.push_back({g, "RTN", [&, q](const report&) { return rtn_model(fp32, held_out, q, false); }});
+        jobs.push_back({g, "RTN + clip search", [&, qc](const report&) { return rtn_model(fp32, held_out, qc, false); }});
+        jobs.push_back({g, "RTN + CFP", [&, q](const report&) { return rtn_model(fp32, held_out, q, true); }});
+        jobs.push_back({g, "GPTQ", [&, q](const report&) { return gptq_model(fp32, act, held_out, gptq_for(q, false)); }});
+        jobs.push_back({g, "GPTQ (act order, clip search)", [&, q](const report&) {
+                          return gptq_model(fp32, act, held_out, gptq_for(q, true));
+                        }});
         jobs.push_back({g, "LoRA-Rounding per layer", [&, q](const report& say) {
                           onebit::lora_rounding_options lo;
                           lo.quant = q;
-                          return plain(lora_model(fp32, act, lo, say));
+                          return lora_model(fp32, act, held_out, lo, say);
+                        }});
+        jobs.push_back({g, "LoRA-Rounding per layer, clipped grid", [&, qc](const report& say) {
+                          onebit::lora_rounding_options lo;
+                          lo.quant = qc;
+                          return lora_model(fp32, act, held_out, lo, say);
+                        }});
+        jobs.push_back({g, "LoRA-Rounding per layer, from GPTQ", [&, q](const report& say) {
+                          onebit::lora_rounding_options lo;
+                          lo.quant = q;
+                          lo.quant.clip_search = true;
+                          lo.init_grid = onebit::init_grid::gptq;
+                          lo.gptq = gptq_for(q, true);
+                          return lora_model(fp32, act, held_out, lo, say);
                         }});
         jobs.push_back({g, "CBQ", [&, q](const report& say) {
                           onebit::cross_block_options co = base;
                           co.quant = q;
-                          return cbq_model(fp32, ck, calib, co, say);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
+                        }});
+        jobs.push_back({g, "CBQ, clipped grid", [&, qc](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = qc;
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
+                        }});
+        jobs.push_back({g, "CBQ from GPTQ", [&, qc](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = qc;
+                          co.start_grid = gptq_start(qc);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
       }
     if (o.sweeps) {
@@ -294,14 +401,14 @@ int main(int argc, char** argv) {
                           onebit::cross_block_options co = base;
                           co.quant = q;
                           co.rank = rank;
-                          return cbq_model(fp32, ck, calib, co, say);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
       for (std::size_t K : {std::size_t{1}, std::size_t{3}})
         jobs.push_back({"window", "CBQ K = " + std::to_string(K), [&, q, K](const report& say) {
                           onebit::cross_block_options co = base;
                           co.quant = q;
                           co.window = K;
-                          return cbq_model(fp32, ck, calib, co, say);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
       for (auto init : {onebit::rounding_init::residual, onebit::rounding_init::random}) {
         jobs.push_back({"init", std::string("CBQ init ") + onebit::to_string(init),
@@ -309,14 +416,14 @@ int main(int argc, char** argv) {
                           onebit::cross_block_options co = base;
                           co.quant = q;
                           co.init = init;
-                          return cbq_model(fp32, ck, calib, co, say);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
         jobs.push_back({"init", std::string("LoRA-Rounding per layer, init ") + onebit::to_string(init),
                         [&, q, init](const report& say) {
                           onebit::lora_rounding_options lo;
                           lo.quant = q;
                           lo.init = init;
-                          return plain(lora_model(fp32, act, lo, say));
+                          return lora_model(fp32, act, held_out, lo, say);
                         }});
       }
     }
@@ -337,6 +444,7 @@ int main(int argc, char** argv) {
           r.section = j.section;
           r.name = j.name;
           r.seconds = seconds_since(t1);
+          r.layer_error = run.layer_error;
           line.set(slot, label + ": evaluating");
           r.c = llama::compare(run.m, eval, reference);
           std::size_t bits = 0;
@@ -367,19 +475,24 @@ int main(int argc, char** argv) {
       if (!e.empty()) throw std::runtime_error(e);
 
     auto table = [&](const std::vector<std::string>& sections, const char* first_column) {
-      std::printf("| %s | method | bits/weight | cross-entropy | KL to FP32 | KL vs RTN | greedy story: same tokens | seconds |\n",
+      std::printf("| %s | method | bits/weight | cross-entropy | KL to FP32 | KL vs RTN | KL vs GPTQ | layer output error (held-out) | greedy story: same tokens | seconds |\n",
                   first_column);
-      std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
       for (const std::string& sec : sections) {
-        double rtn_kl = 0;
-        for (const result& r : results)
+        double rtn_kl = 0, gptq_kl = 0;
+        for (const result& r : results) {
           if (r.section == sec && r.name == "RTN") rtn_kl = r.c.kl;
+          if (r.section == sec && r.name == "GPTQ (act order, clip search)") gptq_kl = r.c.kl;
+        }
         for (const result& r : results) {
           if (r.section != sec) continue;
           char vs[32] = "";
+          char vg[32] = "", le[32] = "";
           if (rtn_kl > 0) std::snprintf(vs, sizeof vs, "%+.0f%%", 100.0 * (r.c.kl / rtn_kl - 1.0));
-          std::printf("| %s | %s | %.3f | %.4f | %.4f | %s | %zu of %zu | %.1f |\n", sec.c_str(),
-                      r.name.c_str(), r.bits_per_weight, r.c.cross_entropy, r.c.kl, vs, r.same,
+          if (gptq_kl > 0) std::snprintf(vg, sizeof vg, "%+.0f%%", 100.0 * (r.c.kl / gptq_kl - 1.0));
+          if (r.layer_error >= 0) std::snprintf(le, sizeof le, "%.5f", r.layer_error);
+          std::printf("| %s | %s | %.3f | %.4f | %.4f | %s | %s | %s | %zu of %zu | %.1f |\n", sec.c_str(),
+                      r.name.c_str(), r.bits_per_weight, r.c.cross_entropy, r.c.kl, vs, vg, le, r.same,
                       story.size(), r.seconds);
         }
       }

@@ -55,7 +55,7 @@ struct cross_block_progress {
 };
 
 struct cross_block_options {
-  rtn_options quant;  // bits, group, symmetric of every weight
+  rtn_options quant;  // bits, group, symmetric, clip_search of every weight
   // Rounding variables and their optimisation (defaults from the sweeps of
   // examples/tinyllama_cbq on stories260K, README: KL to FP32 at W2 per row with K = 1, 2, 3
   // was 1.48, 1.38, 1.50; rank and init in lora_rounding.hpp).
@@ -71,6 +71,12 @@ struct cross_block_options {
   float kl_weight = 1.0f;
   bool truncate_outliers = true;  // CFP on each weight matrix before its grid is chosen
   cfp_options cfp;
+  // The grid each weight starts from (after CFP's truncation): unset, rtn(W, quant); set,
+  // start_grid(block, weight, its truncated values), a matrix in quant's format whose scales,
+  // zeros and codes the learned rounding starts from (learned_rounding's start_grid) — e.g.
+  // gptq() on the inputs the float model gives that weight (examples/tinyllama_cbq).
+  std::function<lowbit_matrix(std::size_t block, const block_weight& weight, const float* values)>
+      start_grid;
   std::uint64_t seed = 0;
   // Called every report_every iterations and at the end of each window; returning false stops:
   // the window keeps the best hard rounding evaluated so far, every weight not yet final is
@@ -197,9 +203,11 @@ inline cross_block_result cross_block_reconstruction(const std::vector<block*>& 
       std::vector<float> v(w.value, w.value + w.rows * w.cols);
       if (o.truncate_outliers)
         result.outliers_truncated[b] += cfp_truncate(v.data(), w.rows, w.cols, w.cols, o.cfp).outliers.size();
+      lowbit_matrix start;
+      if (o.start_grid) start = o.start_grid(b, w, v.data());
       rounding[b].push_back(std::make_unique<learned_rounding>(
           v.data(), w.rows, w.cols, w.cols, o.quant, std::min({o.rank, w.rows, w.cols}), o.init,
-          seed++, o.regularizer));
+          seed++, o.regularizer, o.start_grid ? &start : nullptr));
     }
   };
   auto set_weights = [&](std::size_t b, bool hard) {
