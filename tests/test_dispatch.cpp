@@ -7,7 +7,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
@@ -107,6 +110,7 @@ TEST_CASE("RTN obeys a forced path: the same codes on each, a missing one throws
   onebit::rtn_options o;
   o.bits = 3;
   o.group = 32;
+  o.path = onebit::best_isa();  // explicit, so that a bad ONEBIT_ISA cannot make this throw
   const onebit::lowbit_matrix want = onebit::rtn(w.data(), 9, 70, 70, o);
   for (isa path : onebit::all_isas) {
     CAPTURE(onebit::to_string(path));
@@ -134,4 +138,25 @@ TEST_CASE("a gemm on a path the CPU lacks throws, naming it") {
     if (!onebit::supports(path))
       CHECK_THROWS_WITH_AS(onebit::gemm(layer, x.data(), 1, 8, y.data(), 4, {kernel::add_only, path}),
                            doctest::Contains(onebit::to_string(path)), std::invalid_argument);
+}
+
+TEST_CASE("ONEBIT_ISA is the path of the calls that take none, conversions included") {
+  // Run with ONEBIT_ISA set (scripts or by hand) to see it obeyed; unset, the best path.
+  const char* named = std::getenv("ONEBIT_ISA");
+  if (named == nullptr || *named == '\0') {
+    CHECK(d::default_isa() == onebit::best_isa());
+    return;
+  }
+  const std::optional<isa> path = onebit::parse_isa(named);
+  if (!path || !onebit::supports(*path)) {
+    CHECK_THROWS_AS(onebit::resolve_isa(), std::invalid_argument);
+    CHECK(d::default_isa() == onebit::best_isa());  // what the noexcept conversions fall to
+    return;
+  }
+  MESSAGE("ONEBIT_ISA=", std::string(named), ": conversions run the ",
+          std::string(onebit::to_string(d::table_for<d::half_family>(*path).body_path)), " body");
+  CHECK(d::default_isa() == *path);
+  CHECK(onebit::resolve_isa() == *path);
+  const std::vector<float> w = onebit_test::gaussian(4 * 40);
+  CHECK(onebit::rtn(w.data(), 4, 40, 40).rows() == 4);  // runs on *path; throws on none
 }
