@@ -399,3 +399,58 @@ TEST_CASE("cross_block: bad input throws std::invalid_argument") {
   CHECK_THROWS_AS(with([](cross_block_options& b) { b.report_every = 0; }), std::invalid_argument);
   CHECK_THROWS_AS(with([](cross_block_options& b) { b.quant.bits = 9; }), std::invalid_argument);
 }
+
+// cross_block_options::start_grid: called once per weight, in block and weights() order, with
+// the block's weight and its (CFP-truncated) values; a clipped-RTN grid is the grid every result
+// starts from (its scales kept with 0 iterations), as quant.clip_search's is; a grid of another
+// format throws std::invalid_argument. (A start grid equal to rtn()'s does not give the same
+// result as none: its codes, not frac(w/s), are then ρ's start.)
+TEST_CASE("cross_block: start_grid") {
+  const model m(123);
+  cross_block_options o;
+  o.quant = {2, 8, false};
+  o.iterations = 20;
+  o.batch_sequences = 3;
+  auto run = [&](const cross_block_options& opts) {
+    chain c(m);
+    return onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, opts);
+  };
+  std::vector<std::pair<std::size_t, std::string>> calls;
+  cross_block_options with = o;
+  with.start_grid = [&](std::size_t b, const onebit::block_weight& w, const float* v) {
+    calls.emplace_back(b, w.name);
+    return onebit::rtn(v, w.rows, w.cols, w.cols, o.quant);
+  };
+  const cross_block_result b = run(with);
+  REQUIRE(b.weights.size() == n_blocks);
+  REQUIRE(calls.size() == n_blocks * 7);
+  CHECK(calls.front() == std::make_pair(std::size_t{0}, std::string("wq")));
+  CHECK(calls.back().first == n_blocks - 1);
+
+  cross_block_options clipped = o;
+  clipped.iterations = 0;
+  clipped.quant.clip_search = true;
+  cross_block_options clipped_start = o;
+  clipped_start.iterations = 0;
+  std::vector<lowbit_matrix> grids;
+  clipped_start.start_grid = [&](std::size_t, const onebit::block_weight& w, const float* v) {
+    onebit::rtn_options q = o.quant;
+    q.clip_search = true;
+    grids.push_back(onebit::rtn(v, w.rows, w.cols, w.cols, q));
+    return grids.back();
+  };
+  const cross_block_result c = run(clipped_start);
+  std::size_t k = 0;
+  for (const auto& block : c.weights)
+    for (const lowbit_matrix& wq : block) CHECK(wq.scales() == grids.at(k++).scales());
+  // quant.clip_search starts from the same grids.
+  const cross_block_result d = run(clipped);
+  k = 0;
+  for (const auto& block : d.weights)
+    for (const lowbit_matrix& wq : block) CHECK(wq.scales() == grids.at(k++).scales());
+  cross_block_options bad = o;
+  bad.start_grid = [&](std::size_t, const onebit::block_weight& w, const float* v) {
+    return onebit::rtn(v, w.rows, w.cols, w.cols, onebit::rtn_options{3, 8, false});
+  };
+  CHECK_THROWS_AS(run(bad), std::invalid_argument);
+}
