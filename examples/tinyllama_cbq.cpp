@@ -9,7 +9,9 @@
 // Then the sweeps that chose CBQ's defaults (rank r, window K, start of V), at W2 per row.
 //
 //   tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N] [--iterations N]
-//                 [--threads N] [--no-sweeps] [--quiet] [--seed N]
+//                 [--threads N] [--no-sweeps] [--quiet] [--seed N] [--only TEXT]
+//
+// --only TEXT runs only the methods whose name contains TEXT (the sweeps then too).
 //
 // Calibration: other sequences the float model samples (another seed), fed to every method:
 // LoRA-Rounding per layer sees the inputs the float model gives each layer; CBQ the token
@@ -23,6 +25,7 @@
 #include <onebit/models/llama_blocks.hpp>
 #include <onebit/quant/lora_rounding.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -47,6 +50,7 @@ struct options {
   int iterations = onebit::cross_block_options{}.iterations;
   unsigned threads = 2;
   bool sweeps = true, quiet = false;
+  std::string only;
   std::uint64_t seed = 20240607;
 };
 
@@ -55,7 +59,7 @@ struct options {
                "tinyllama_cbq: %s\n"
                "usage: tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N]\n"
                "                     [--iterations N] [--threads N] [--no-sweeps] [--quiet]\n"
-               "                     [--seed N]\n",
+               "                     [--seed N] [--only TEXT]\n",
                why.c_str());
   std::exit(2);
 }
@@ -76,6 +80,7 @@ options parse(int argc, char** argv) {
       else if (a == "--threads") o.threads = static_cast<unsigned>(std::stoul(value()));
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--no-sweeps") o.sweeps = false;
+      else if (a == "--only") o.only = value();
       else if (a == "--quiet") o.quiet = true;
       else if (a == "--help" || a == "-h") usage("help");
       else usage("unknown option " + a);
@@ -392,6 +397,14 @@ int main(int argc, char** argv) {
                           co.start_grid = gptq_start(qc);
                           return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
+        // V₀ frozen at GPTQ's codes: each window's first hard rounding is GPTQ's (within reach).
+        jobs.push_back({g, "CBQ from GPTQ, init residual", [&, qc](const report& say) {
+                          onebit::cross_block_options co = base;
+                          co.quant = qc;
+                          co.init = onebit::rounding_init::residual;
+                          co.start_grid = gptq_start(qc);
+                          return cbq_model(fp32, ck, calib, held_out, co, say);
+                        }});
       }
     if (o.sweeps) {
       onebit::rtn_options q;
@@ -428,6 +441,10 @@ int main(int argc, char** argv) {
       }
     }
 
+    if (!o.only.empty())
+      jobs.erase(std::remove_if(jobs.begin(), jobs.end(),
+                                [&](const job& j) { return j.name.find(o.only) == std::string::npos; }),
+                 jobs.end());
     // The jobs, longest first, on o.threads threads; each is deterministic on its own.
     std::vector<result> results(jobs.size());
     progress_line line(jobs.size(), o.threads, o.quiet);
