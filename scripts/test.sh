@@ -5,7 +5,8 @@
 #   release  g++ Release build of everything (tests, benchmarks, examples); ctest, which also
 #            runs the packaging tests (three consumer projects; every header on its own with
 #            g++ and clang++, C++17 and C++20)
-#   asan     the test suite built with ASan + UBSan (-O1, no recovery); ctest
+#   asan     the test suite built with ASan + UBSan (-O1, line tables only: -g1, enough for
+#            the reports' file:line; no recovery); ctest
 #   aarch64  the test suite cross-built for aarch64 (the NEON path) with static linking; ctest
 #            under qemu-aarch64
 #   fuzz     the safetensors reader's libFuzzer target (clang++, ASan + UBSan) for 60 seconds
@@ -25,16 +26,35 @@ script_start=$SECONDS
 timings=()
 failed=()
 
-# step <name> <command...>: runs and times one stage; returns its status.
+# CPU seconds (user + system) of every child process the script has waited for so far, from
+# bash's `times` (its second line: children's user and system time, as 1m2.345s). `times` runs
+# in this shell, not in a command substitution's subshell, which has no children of its own.
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+# Sets cpu_now.
+children_cpu() {
+  times >"$times_file"
+  cpu_now=$(tail -1 "$times_file" | awk '{
+    total = 0
+    for (i = 1; i <= 2; ++i) { split($i, t, "m"); total += t[1] * 60 + t[2] }
+    printf "%d", total
+  }')
+}
+
+# step <name> <command...>: runs and times one stage (wall and CPU); returns its status.
 step() {
-  local name=$1 start=$SECONDS status=0
+  local name=$1 start=$SECONDS cpu_start status=0
+  children_cpu
+  cpu_start=$cpu_now
   shift
   echo
   echo "== $name"
   "$@" || status=$?
   local verdict=ok
   [[ $status -eq 0 ]] || verdict="FAILED ($status)"
-  timings+=("$(printf '%-24s %5ds  %s' "$name" $((SECONDS - start)) "$verdict")")
+  children_cpu
+  timings+=("$(printf '%-24s %5ds wall %6ds cpu  %s' "$name" $((SECONDS - start)) \
+    $((cpu_now - cpu_start)) "$verdict")")
   return "$status"
 }
 
@@ -43,12 +63,9 @@ report() {
   echo "== stage timings"
   local line
   for line in "${timings[@]}"; do echo "   $line"; done
-  echo "   total                    $((SECONDS - script_start))s"
-  # CPU time of every process the script waited for (compilers, tests), from bash's `times`:
-  # its second line is the children's user and system time.
-  local cpu
-  cpu=$(times | tail -1)
-  echo "   cpu (children: user sys) $cpu"
+  children_cpu
+  printf '   %-24s %5ds wall %6ds cpu (%d CPU-minutes)\n' total $((SECONDS - script_start)) \
+    "$cpu_now" $((cpu_now / 60))
 }
 
 if command -v ninja >/dev/null 2>&1; then generator=Ninja; else generator="Unix Makefiles"; fi
@@ -85,7 +102,7 @@ sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame
 leg_asan() {
   step "asan+ubsan: configure" configure asan -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_COMPILER=g++ \
-    "-DCMAKE_CXX_FLAGS=$sanitize" "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" \
+    "-DCMAKE_CXX_FLAGS=$sanitize" "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" \
     "-DCMAKE_EXE_LINKER_FLAGS=$sanitize" \
     -DONEBIT_BUILD_BENCHMARKS=OFF -DONEBIT_BUILD_EXAMPLES=OFF \
     -DONEBIT_TEST_CONSUMERS=OFF -DONEBIT_TEST_HEADERS=OFF || return 1
