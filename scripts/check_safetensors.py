@@ -102,6 +102,14 @@ def read_file(path):
     return metadata, tensors, 8 + n
 
 
+def _finite_eps(text):
+    try:
+        eps = float(text)
+    except ValueError:
+        return False
+    return np.isfinite(eps) and eps >= 0
+
+
 def check_onebit(metadata, tensors, data_offset):
     layers = {}
     if metadata.get("format") != "onebit":
@@ -121,7 +129,8 @@ def check_onebit(metadata, tensors, data_offset):
             if lowbit is not None:
                 layers[name] = lowbit
             continue
-        if kind != "linear":
+        if kind != "linear" and not (kind.startswith("linear norm=layernorm eps=") and
+                                     _finite_eps(kind[len("linear norm=layernorm eps="):])):
             fail("layer %r has kind %r" % (name, kind))
             continue
         try:

@@ -900,3 +900,69 @@ TEST_CASE("hostile: low-bit declarations and tensors that do not fit") {
   const io::safetensors_view v = parse(nan_scale);
   expect_error([&] { (void)v.load_lowbit("m"); }, "m", "values", "not finite");
 }
+
+TEST_CASE("the post-LayerNorm is saved in the metadata and read back; files without it load off") {
+  std::map<std::string, onebit::linear<>> layers;
+  layers["off"] = onebit_test::random_layer(5, 70);
+  layers["on"] = onebit_test::random_layer(9, 33);
+  layers["on"].norm = {true, 1e-5f};
+  layers["odd_eps"] = onebit_test::random_layer(3, 8);
+  layers["odd_eps"].norm = {true, 0.1234567f};
+  layers["zero_eps"] = onebit_test::random_layer(2, 8);
+  layers["zero_eps"].norm = {true, 0.0f};
+  layers["tiny_eps"] = onebit_test::random_layer(2, 8);
+  layers["tiny_eps"].norm = {true, 1e-40f};  // a subnormal float
+  const std::string path = scratch() / "post_norm.safetensors";
+  io::save(path, layers);
+
+  const io::mapped_file file(path);
+  CHECK(file.metadata().at("onebit.layer.off") == "linear");
+  CHECK(file.metadata().at("onebit.layer.on") == "linear norm=layernorm eps=1e-05");
+  const auto loaded = io::load(path);
+  for (const auto& [name, layer] : layers) {
+    INFO(name);
+    CHECK(same_layer(loaded.at(name), layer));
+    CHECK(loaded.at(name).norm.enabled == layer.norm.enabled);
+    CHECK(loaded.at(name).norm.eps == layer.norm.eps);
+    CHECK(file.layer(name).norm == layer.norm);
+    CHECK(file.load_layer(name).norm == layer.norm);
+  }
+  // The zero-copy view runs the norm: the same bits as the layer.
+  const std::vector<float> x = onebit_test::gaussian(2 * 33);
+  std::vector<float> a(2 * 9), b(2 * 9);
+  onebit::gemm(layers["on"], x.data(), 2, 33, a.data(), 9);
+  onebit::gemm(file.layer("on"), x.data(), 2, 33, b.data(), 9);
+  CHECK(a == b);
+
+  // A file from before the norm existed: "linear" loads with the norm off.
+  const aligned_copy old(raw_file(layer_header(), std::vector<unsigned char>(272)));
+  CHECK_FALSE(parse(old).load_layer("L").norm.enabled);
+}
+
+TEST_CASE("hostile: post-norm declarations that do not parse are refused, naming the field") {
+  const std::vector<unsigned char> data(272);
+  const std::string field = "__metadata__[\"onebit.layer.L\"]";
+  for (const char* kind : {"linear norm=layernorm eps=nan", "linear norm=layernorm eps=inf",
+                           "linear norm=layernorm eps=-1", "linear norm=layernorm eps=",
+                           "linear norm=rmsnorm eps=1e-5", "linear norm=layernorm",
+                           "linear norm=layernorm eps=1e-5 x=1", "linear norm=layernorm eps=1e99",
+                           "linear norm=layernorm eps=0x1p-3", "linearx"}) {
+    INFO(kind);
+    std::string header = layer_header();
+    header.replace(header.find("\"onebit.layer.L\":\"linear\""), 25,
+                   std::string("\"onebit.layer.L\":\"") + kind + "\"");
+    expect_file_error(raw_file(header, data), "L", field, "a OneBit layer is \"linear\"");
+  }
+  std::string good = layer_header();
+  good.replace(good.find("\"onebit.layer.L\":\"linear\""), 25,
+               "\"onebit.layer.L\":\"linear norm=layernorm eps=2.5e-3\"");
+  const aligned_copy copy(raw_file(good, data));
+  CHECK(parse(copy).load_layer("L").norm == onebit::post_norm{true, 2.5e-3f});
+
+  // The writer refuses an eps no reader would take.
+  io::writer w;
+  onebit::linear<> layer = onebit_test::random_layer(2, 8);
+  layer.norm = {true, -1.0f};
+  CHECK_THROWS_WITH_AS(w.add("L", layer), doctest::Contains("post_norm eps"),
+                       std::invalid_argument);
+}

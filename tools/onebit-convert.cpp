@@ -1,5 +1,6 @@
 // onebit-convert: a float model's safetensors file in, its linear layers as OneBit layers out.
 // See usage() below, or run `onebit-convert --help`.
+#include <onebit/io/onebit_checkpoint.hpp>
 #include <onebit/models/convert.hpp>
 
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <exception>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,16 @@ Options:
       --symmetric        RTN: symmetric codes, no zero points
       --suffix=SUFFIX    the suffix dropped from a tensor's name to name its layer
                          (default .weight)
+      --from-onebit-checkpoint
+                         INPUT is an inference checkpoint of OneBit's own code (its 1-bit
+                         modules NAME.weight I8 [out, in/8], NAME.input_factor, NAME.weight_scale);
+                         write each module as the onebit layer NAME with OneBit's post-LayerNorm,
+                         every other tensor unchanged (no quantisation options apply)
+      --to-onebit-checkpoint
+                         the reverse: INPUT is a onebit file; write its OneBit layers (each with
+                         the post-LayerNorm, eps 1e-5, and in a multiple of 8) in OneBit's
+                         checkpoint layout, every other tensor unchanged, so OneBit's PyTorch
+                         code loads them
   -n, --dry-run          list the tensors INPUT would have converted; write nothing
   -p, --progress         always show the progress bar on standard error
   -q, --quiet            no progress bar and no summary
@@ -75,6 +87,7 @@ struct arguments {
   std::vector<std::string> files;
   bool dry_run = false, quiet = false, progress = false;
   bool include_given = false, rtn_given = false;
+  bool from_checkpoint = false, to_checkpoint = false;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -182,6 +195,12 @@ arguments parse(int argc, char** argv) {
       a.rtn_given = true;
     } else if (name == "suffix") {
       a.options.strip_suffix = take();
+    } else if (name == "from-onebit-checkpoint") {
+      flag();
+      a.from_checkpoint = true;
+    } else if (name == "to-onebit-checkpoint") {
+      flag();
+      a.to_checkpoint = true;
     } else if (name == "dry-run") {
       flag();
       a.dry_run = true;
@@ -199,6 +218,13 @@ arguments parse(int argc, char** argv) {
     usage_error("--bits, --group and --symmetric go with --method=rtn");
   if (a.options.rtn.symmetric && a.options.rtn.bits < 2)
     usage_error("--symmetric needs --bits of 2 or more");
+  if (a.from_checkpoint && a.to_checkpoint)
+    usage_error("--from-onebit-checkpoint and --to-onebit-checkpoint go one at a time");
+  if ((a.from_checkpoint || a.to_checkpoint) &&
+      (a.include_given || a.rtn_given || !a.options.exclude.empty() ||
+       a.options.how != onebit::models::method::svid))
+    usage_error("--from/--to-onebit-checkpoint convert layouts; they take no quantisation or "
+                "selection options");
   const std::size_t want = a.dry_run ? 1 : 2;
   if (a.files.size() < want)
     usage_error(a.dry_run ? "needs an INPUT file" : "needs INPUT and OUTPUT files");
@@ -238,6 +264,28 @@ int main(int argc, char** argv) {
   const std::string& input_path = args.files[0];
   try {
     const onebit::io::mapped_file input(input_path);
+    if (args.from_checkpoint || args.to_checkpoint) {
+      onebit::io::checkpoint_conversion c =
+          args.from_checkpoint ? onebit::io::convert_from_onebit_checkpoint(input.file())
+                               : onebit::io::convert_to_onebit_checkpoint(input.file());
+      if (c.layers.empty())
+        throw std::invalid_argument(
+            input_path + " holds no " +
+            (args.from_checkpoint ? "OneBit module (NAME.input_factor, NAME.weight, "
+                                    "NAME.weight_scale)"
+                                  : "OneBit layer (is it a onebit file?)"));
+      if (args.dry_run) {
+        for (const std::string& layer : c.layers) std::printf("%s\n", layer.c_str());
+        std::printf("%zu OneBit layers would be converted\n", c.layers.size());
+        return exit_ok;
+      }
+      c.out.write(args.files[1]);
+      if (!args.quiet)
+        std::printf("%s: %zu OneBit layers -> %s (%s layout)\n", input_path.c_str(),
+                    c.layers.size(), args.files[1].c_str(),
+                    args.from_checkpoint ? "onebit" : "OneBit checkpoint");
+      return exit_ok;
+    }
     if (args.dry_run) {
       const auto todo = onebit::models::chosen(input.file(), args.options);
       for (const onebit::io::tensor_info* t : todo)

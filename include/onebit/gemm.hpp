@@ -2,12 +2,20 @@
 //
 //   Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i),  b < batch, j < out
 //
+// and, for a layer whose post_norm is enabled (linear.hpp), then each batch row of Y replaced
+// by its LayerNorm over the out features (kernels/layer_norm.hpp).
+//
 // T is float or half. Bad input throws std::invalid_argument naming the shapes; the kernels
 // behind these entry points never throw and never allocate.
 //
 // The engine API: prepare() checks the arguments, picks the kernel body, and computes a = x ⊙ g
 // (and the kernel's tables) into a prepared_gemm; then run_rows(begin, end) computes any row
-// range, on any thread, writing only those rows of y. gemm() is prepare + run_rows(0, out).
+// range, on any thread, writing only those rows of y: the product before the norm. The norm
+// needs whole output rows, so it is a separate finishing step: finish_rows(b0, b1) normalises
+// batch rows [b0, b1) of y in place, once every row range of them has run, exactly once each
+// (a no-op for a layer without the norm). gemm() is prepare + run_rows(0, out) + finish();
+// run() does both. The finish of a row reads only that row's pre-norm values, in a fixed order,
+// so the bits do not depend on how the ranges and the finish were split over threads.
 // A prepared_gemm may be prepared again for the next call, reusing its memory.
 #pragma once
 
@@ -25,6 +33,7 @@
 #include "half.hpp"
 #include "kernel.hpp"
 #include "kernels/add_only.hpp"
+#include "kernels/layer_norm.hpp"
 #include "kernels/lut.hpp"
 #include "kernels/quantize.hpp"
 #include "linear.hpp"
@@ -44,17 +53,20 @@ struct layer_bits {
   const half* g = nullptr;
   const half* h = nullptr;
   packed_format format = packed_format::standard;
+  post_norm norm{};
 };
 
 template <class Word>
 layer_bits bits_of(const linear_view<Word>& layer) noexcept {
   return {reinterpret_cast<const unsigned char*>(layer.W.data()), layer.W.stride_bytes(),
-          layer.out_features(), layer.in_features(), layer.g, layer.h, packed_format::standard};
+          layer.out_features(), layer.in_features(), layer.g, layer.h, packed_format::standard,
+          layer.norm};
 }
 
 struct packed_access {
   static layer_bits bits(const packed_linear& p) noexcept {
-    return {p.data(), p.stride_bytes(), p.rows_, p.cols_, p.g_.data(), p.h_.data(), p.format_};
+    return {p.data(), p.stride_bytes(), p.rows_, p.cols_, p.g_.data(), p.h_.data(), p.format_,
+            p.norm};
   }
 
   template <class Word>
@@ -64,6 +76,7 @@ struct packed_access {
     p.cols_ = layer.in_features();
     p.g_.assign(layer.g, layer.g + p.cols_);
     p.h_.assign(layer.h, layer.h + p.rows_);
+    p.norm = layer.norm;
     p.kernel_ = concrete(k);
     p.path_ = path;
     p.format_ = packed_format_for(p.kernel_, path);
@@ -102,6 +115,11 @@ inline void check_layer(const char* function, const layer_bits& layer) {
     throw std::invalid_argument(std::string("onebit::") + function + ": " +
                                 shape_string(layer.rows, layer.cols) + " layer has a null " +
                                 (layer.g == nullptr ? "g" : "h"));
+  if (layer.norm.enabled && !(layer.norm.eps >= 0 && layer.norm.eps <= 3.4e38f))  // NaN fails
+    throw std::invalid_argument(std::string("onebit::") + function + ": " +
+                                shape_string(layer.rows, layer.cols) +
+                                " layer has post_norm eps " + std::to_string(layer.norm.eps) +
+                                "; it must be finite and >= 0");
 }
 
 // Whether the bytes a strided batch of x touches meet those of y.
@@ -183,13 +201,31 @@ class prepared_gemm {
   std::size_t row_block() const noexcept { return row_block_; }
   isa path() const noexcept { return path_; }
 
-  // Rows [row_begin, row_end) of y (clamped to the layer's rows) for every batch row.
+  // Rows [row_begin, row_end) of y (clamped to the layer's rows) for every batch row, before
+  // the layer's norm.
   void run_rows(std::size_t row_begin, std::size_t row_end) const noexcept {
     if (row_end > args_.rows) row_end = args_.rows;
     if (row_begin >= row_end || rows_fn_ == nullptr) return;
     rows_fn_(args_, row_begin, row_end);
   }
-  void run() const noexcept { run_rows(0, rows()); }
+  // The layer's post-norm, and whether finish_rows has anything to do.
+  const post_norm& norm() const noexcept { return norm_; }
+  bool needs_finish() const noexcept { return norm_.enabled && rows_fn_ != nullptr; }
+  // Batch rows [batch_begin, batch_end) of y (clamped to the batch) normalised in place: call
+  // once per batch row, after run_rows has covered all of that row's outputs. Const, noexcept,
+  // allocation-free; disjoint batch ranges may run on any threads at once.
+  void finish_rows(std::size_t batch_begin, std::size_t batch_end) const noexcept {
+    if (!needs_finish()) return;
+    if (batch_end > args_.batch) batch_end = args_.batch;
+    for (std::size_t b = batch_begin; b < batch_end; ++b)
+      kernels::layer_norm::row(args_.y + b * args_.ldy, args_.rows, norm_.eps);
+  }
+  void finish() const noexcept { finish_rows(0, batch()); }
+  // The whole product: every row, then the finish.
+  void run() const noexcept {
+    run_rows(0, rows());
+    finish();
+  }
 
  private:
   template <class T>
@@ -294,6 +330,7 @@ class prepared_gemm {
     args_.itables = itables;
     args_.ldit = ldit;
     rows_fn_ = rows;
+    norm_ = layer.norm;
     row_block_ = body.row_block;
     kernel_ = body.ran;
     body_name_ = body_name;
@@ -303,6 +340,7 @@ class prepared_gemm {
   detail::aligned_buffer scratch_;  // g as float, then a, then tables
   kernels::detail::gemm_args args_;
   kernels::detail::rows_fn rows_fn_ = nullptr;
+  post_norm norm_{};
   kernel kernel_ = kernel::reference;
   const char* body_name_ = "";
   isa path_ = isa::portable;

@@ -5,3 +5,4 @@
 #include "onebit.hpp"
 
 #include "io/safetensors.hpp"  // read any safetensors file; write layers, matrices, tensors
+#include "io/onebit_checkpoint.hpp"  // OneBit's own inference checkpoints, in and out

@@ -1,7 +1,8 @@
 // A OneBit layer re-laid out once for one kernel on one instruction-set path: W interleaved
 // and grouped the way that kernel reads fastest (kernels/add_only.hpp documents each layout),
 // g and h copied, the same math. Made by pack() (gemm.hpp) from a linear or linear_view;
-// immutable afterwards, so any number of threads may run it at once.
+// immutable afterwards (but for `norm`, which no kernel reads), so any number of threads may
+// run it at once.
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include "half.hpp"
 #include "kernel.hpp"
 #include "kernels/layout.hpp"
+#include "linear.hpp"
 
 namespace onebit {
 
@@ -41,6 +43,10 @@ class packed_linear {
   std::size_t stride_bytes() const noexcept { return stride_; }
   const std::vector<half>& g() const noexcept { return g_; }
   const std::vector<half>& h() const noexcept { return h_; }
+
+  // The layer's post-LayerNorm, kept by pack(). A public member, as in linear and linear_view,
+  // so generic code reads `layer.norm` from all three; the packed signs do not depend on it.
+  post_norm norm{};
 
  private:
   friend struct detail::packed_access;

@@ -118,10 +118,19 @@ struct has_size : std::false_type {};
 template <class E>
 struct has_size<E, std::void_t<decltype(std::declval<const E&>().size())>> : std::true_type {};
 
+template <class P, class = void>
+struct has_finish : std::false_type {};
+template <class P>
+struct has_finish<P, std::void_t<decltype(std::declval<const P&>().finish_rows(0, 0))>>
+    : std::true_type {};
+
 // Splits the rows of a prepared product (anything with rows(), row_block() and a const,
 // noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into about 4 ranges per
 // thread (so a slow thread does not hold the others back), each starting on a multiple of the
-// product's row block so that no block is computed twice.
+// product's row block so that no block is computed twice. A product with a finishing step
+// (prepared_gemm of a layer with post_norm) then finishes its batch rows, split over the
+// threads too, once every range is done: each batch row's finish is the same code on the same
+// pre-norm bits wherever it runs, so the result is the one-thread gemm's.
 template <class Executor, class Prepared>
 void run_parallel(Executor& executor, const Prepared& p) {
   std::size_t threads = 0;
@@ -134,6 +143,14 @@ void run_parallel(Executor& executor, const Prepared& p) {
   executor.parallel_for(ranges, [&p, block, blocks, ranges](std::size_t i) {
     p.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
   });
+  if constexpr (has_finish<Prepared>::value) {
+    if (!p.needs_finish()) return;
+    const std::size_t batch = p.batch();
+    const std::size_t parts = std::min(batch, threads);
+    executor.parallel_for(parts, [&p, batch, parts](std::size_t i) {
+      p.finish_rows(batch * i / parts, batch * (i + 1) / parts);
+    });
+  }
 }
 
 }  // namespace detail

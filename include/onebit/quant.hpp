@@ -18,3 +18,4 @@
 #include "quant/cross_block.hpp"    // CBQ: sliding windows of blocks reconstructed together
 #include "quant/gradients.hpp"      // the layer's backward pass, latent-weight layers (STE)
 #include "quant/distill.hpp"        // OneBit's knowledge transfer, layer by layer
+#include "quant/kd_loss.hpp"        // OneBit's knowledge-transfer losses: KL on logits, normalised hidden MSE

@@ -16,7 +16,11 @@
 //   NAME.h  F16 [out]
 //
 // and in __metadata__: "format": "onebit", "onebit.version": "1", "onebit.layout": the layout's
-// name (layout_name below), and "onebit.layer.NAME": "linear" for every layer. A low-bit matrix
+// name (layout_name below), and "onebit.layer.NAME": "linear" for every layer, or, for a layer
+// whose post-LayerNorm is on (linear.hpp's post_norm), "linear norm=layernorm eps=E" with E the
+// float eps in decimal (the shortest text that reads back to the same float). Files written
+// before the norm existed say "linear" and load with the norm off; a reader that predates it
+// refuses a layer with the norm rather than run it without. A low-bit matrix
 // (lowbit_matrix.hpp, what rtn() makes) NAME of k-bit codes is NAME.planes U8
 // [k, rows, row_bytes] (its k bit-planes, each in the same bit layout), NAME.scales F32
 // [rows, groups] and, unless symmetric, NAME.zeros F32 [rows, groups], declared by
@@ -51,8 +55,10 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <locale>
 #include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -218,6 +224,44 @@ inline bool little_endian() noexcept {
 
 inline constexpr std::string_view layer_key_prefix = "onebit.layer.";
 
+// The metadata value of a OneBit layer (see the top of this file). The eps text is written and
+// read in the classic locale, whatever the program's global one.
+inline std::string linear_kind(const post_norm& norm) {
+  if (!norm.enabled) return "linear";
+  std::string text;
+  for (int digits = 6; digits <= 9; ++digits) {  // 9 significant digits round-trip any float
+    std::ostringstream out;
+    out.imbue(std::locale::classic());
+    out.precision(digits);
+    out << norm.eps;
+    text = out.str();
+    std::istringstream back(text);
+    back.imbue(std::locale::classic());
+    float read = 0;
+    if ((back >> read) && read == norm.eps) break;
+  }
+  return "linear norm=layernorm eps=" + text;
+}
+
+// Reads "linear" or "linear norm=layernorm eps=E" into `norm`; false for anything else.
+inline bool parse_linear_kind(const std::string& value, post_norm& norm) {
+  norm = post_norm{};
+  if (value == "linear") return true;
+  const std::string prefix = "linear norm=layernorm eps=";
+  if (value.compare(0, prefix.size(), prefix) != 0 || value.size() == prefix.size()) return false;
+  const std::string text = value.substr(prefix.size());
+  for (const char c : text)
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '-' || c == '+'))
+      return false;
+  std::istringstream in(text);
+  in.imbue(std::locale::classic());
+  float eps = 0;
+  if (!(in >> eps) || in.peek() != std::char_traits<char>::eof()) return false;
+  if (!(eps >= 0 && eps <= std::numeric_limits<float>::max())) return false;
+  norm = post_norm{true, eps};
+  return true;
+}
+
 }  // namespace detail
 
 // A OneBit layer as a file declares it, checked: where its three tensors are and its sizes.
@@ -227,6 +271,7 @@ struct layer_info {
   const tensor_info* g = nullptr;
   const tensor_info* h = nullptr;
   std::size_t out = 0, in = 0, row_bytes = 0;
+  post_norm norm{};
 };
 
 // A low-bit matrix as a file declares it, checked.
@@ -333,7 +378,7 @@ class safetensors_view {
         sign_matrix_view<const Word>(reinterpret_cast<const Word*>(w),
                                      static_cast<std::size_t>(l.W->bytes()), l.out, l.in,
                                      l.row_bytes),
-        reinterpret_cast<const half*>(g), reinterpret_cast<const half*>(h)};
+        reinterpret_cast<const half*>(g), reinterpret_cast<const half*>(h), l.norm};
   }
 
   // An owning copy of the layer, from any valid file (any alignment, any row length).
@@ -342,7 +387,7 @@ class safetensors_view {
     const layer_info& l = layer_at(name);
     const auto* w = reinterpret_cast<const unsigned char*>(base_ + data_begin_ + l.W->begin);
     linear<Word> out{sign_matrix<Word>(l.out, l.in), std::vector<half>(l.in),
-                     std::vector<half>(l.out)};
+                     std::vector<half>(l.out), l.norm};
     const std::size_t used = (l.in + 7) / 8;
     const unsigned tail = static_cast<unsigned>(l.in % 8);
     for (std::size_t r = 0; r < l.out; ++r) {
@@ -546,14 +591,23 @@ class safetensors_view {
          ++it) {
       const std::string name = it->first.substr(detail::layer_key_prefix.size());
       const std::string field = "__metadata__[" + detail::quote(it->first) + "]";
-      if (it->second == "linear")
-        layers_.emplace(name, check_linear(name));
-      else if (it->second.rfind("lowbit ", 0) == 0)
+      post_norm norm;
+      if (it->second.rfind("linear", 0) == 0) {
+        if (!detail::parse_linear_kind(it->second, norm))
+          fail(name, field,
+               "is " + detail::quote(it->second, 60) +
+                   "; a OneBit layer is \"linear\" or \"linear norm=layernorm eps=E\" (E a "
+                   "finite float >= 0)");
+        layer_info l = check_linear(name);
+        l.norm = norm;
+        layers_.emplace(name, l);
+      } else if (it->second.rfind("lowbit ", 0) == 0) {
         lowbits_.emplace(name, check_lowbit(name, field, it->second));
-      else
+      } else {
         fail(name, field,
              "declares a layer of kind " + detail::quote(it->second, 40) +
                  "; this reader knows \"linear\" and \"lowbit ...\"");
+      }
     }
   }
 
@@ -798,6 +852,11 @@ class writer {
     if (out != 0 && in == 0)
       throw std::invalid_argument("onebit::io::writer: layer " + detail::quote(name) +
                                   " has outputs but no inputs");
+    if (layer.norm.enabled && !(layer.norm.eps >= 0 &&
+                                layer.norm.eps <= std::numeric_limits<float>::max()))
+      throw std::invalid_argument("onebit::io::writer: layer " + detail::quote(name) +
+                                  " has post_norm eps " + std::to_string(layer.norm.eps) +
+                                  "; it must be finite and >= 0");
     check_text(name, "layer name");
     const std::string key = std::string(detail::layer_key_prefix) + name;
     check_new_layer(name, key, {".W", ".g", ".h"});
@@ -813,7 +872,7 @@ class writer {
     push(std::move(w));
     add(name + ".g", layer.g, {in});
     add(name + ".h", layer.h, {out});
-    layers_.emplace(key, "linear");
+    layers_.emplace(key, detail::linear_kind(layer.norm));
   }
   template <class Word>
   void add(const std::string& name, const linear<Word>& layer) {

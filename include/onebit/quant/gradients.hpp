@@ -11,6 +11,14 @@
 //   ∂L/∂S   = dZᵀ · A                     (out x in: the gradient with respect to the signs)
 //   ∂L/∂W   = ∂L/∂S ⊙ (1.001 − tanh(W)²)  (the straight-through estimator of OneBit's code)
 //
+// With OneBit's post-LayerNorm on (linear.hpp's post_norm), the layer is Y = LN(P), P = Z ⊙ h,
+// per batch row over the out features: Y_j = (P_j − μ)/s, s = sqrt(σ² + eps), σ² biased. Its
+// backward, per row, with n = out:
+//
+//   ∂L/∂P = (dY − mean(dY) − Y ⊙ mean(dY ⊙ Y)) / s
+//
+// and everything above follows with ∂L/∂P in place of dY.
+//
 // The estimator is the exact derivative of the surrogate s(w) = tanh(w) + 0.001·w taken at the
 // signs: for a loss linear in Y (any fixed dY), ∂L/∂W is exactly the gradient of the layer
 // with s(W) in place of sign(W), which is what the tests hold it to with finite differences.
@@ -108,6 +116,57 @@ void onebit_backward(const grad_matrix<T>& S, const Eigen::Matrix<T, Eigen::Dyna
   }
 }
 
+// Applies the post-norm to the rows of P (batch x out) in place; returns s per row.
+template <class T>
+Eigen::Matrix<T, Eigen::Dynamic, 1> layer_norm_rows(grad_matrix<T>& P, const post_norm& norm) {
+  Eigen::Matrix<T, Eigen::Dynamic, 1> s(P.rows());
+  const T n = static_cast<T>(P.cols());
+  for (Eigen::Index b = 0; b < P.rows(); ++b) {
+    const T mean = P.row(b).sum() / n;
+    P.row(b).array() -= mean;
+    const T variance = P.row(b).squaredNorm() / n;
+    s(b) = std::sqrt(variance + static_cast<T>(norm.eps));
+    P.row(b) /= s(b);
+  }
+  return s;
+}
+
+// ∂L/∂P from ∂L/∂Y for Y = LN(P): Y the normalised rows, s their scales (layer_norm_rows).
+template <class T>
+grad_matrix<T> layer_norm_backward(const grad_matrix<T>& Y,
+                                   const Eigen::Matrix<T, Eigen::Dynamic, 1>& s,
+                                   const grad_map<T>& dY) {
+  grad_matrix<T> dP(Y.rows(), Y.cols());
+  const T n = static_cast<T>(Y.cols());
+  for (Eigen::Index b = 0; b < Y.rows(); ++b) {
+    const T mean_dy = dY.row(b).sum() / n;
+    const T mean_dy_y = dY.row(b).dot(Y.row(b)) / n;
+    dP.row(b) = (dY.row(b).array() - mean_dy - Y.row(b).array() * mean_dy_y) / s(b);
+  }
+  return dP;
+}
+
+// The backward of a layer with its post-norm: P recomputed from X, ∂L/∂P through the norm,
+// then onebit_backward. Without the norm, onebit_backward itself.
+template <class T>
+void normed_backward(const grad_matrix<T>& S, const Eigen::Matrix<T, Eigen::Dynamic, 1>& g,
+                     const Eigen::Matrix<T, Eigen::Dynamic, 1>& h, const post_norm& norm,
+                     const T* x, std::size_t batch, std::size_t ldx, const T* dy,
+                     std::size_t lddy, T* dx, std::size_t lddx, linear_gradients<T>& grads) {
+  if (!norm.enabled || batch == 0) {
+    onebit_backward<T>(S, g, h, x, batch, ldx, dy, lddy, dx, lddx, grads);
+    return;
+  }
+  const Eigen::Index B = static_cast<Eigen::Index>(batch);
+  const grad_map<T> X(x, B, S.cols(), Eigen::OuterStride<>(static_cast<Eigen::Index>(ldx)));
+  const grad_map<T> dY(dy, B, S.rows(), Eigen::OuterStride<>(static_cast<Eigen::Index>(lddy)));
+  grad_matrix<T> Y = ((X * g.asDiagonal()) * S.transpose()) * h.asDiagonal();
+  const Eigen::Matrix<T, Eigen::Dynamic, 1> s = layer_norm_rows(Y, norm);
+  const grad_matrix<T> dP = layer_norm_backward(Y, s, dY);
+  onebit_backward<T>(S, g, h, x, batch, ldx, dP.data(), static_cast<std::size_t>(dP.cols()), dx,
+                     lddx, grads);
+}
+
 }  // namespace detail
 
 // A OneBit layer for training: latent float weights W (forward uses sign(W)), and g, h in
@@ -124,6 +183,7 @@ class latent_linear {
   matrix W;  // out x in, latent
   vector g;  // in
   vector h;  // out
+  post_norm norm{};  // OneBit's post-LayerNorm, when enabled: Y = LN(((X ⊙ g) · Sᵀ) ⊙ h)
 
   latent_linear() = default;
   latent_linear(matrix w, vector g_values, vector h_values)
@@ -147,6 +207,7 @@ class latent_linear {
     l.h.resize(static_cast<Eigen::Index>(out));
     for (std::size_t i = 0; i < in; ++i) l.g(static_cast<Eigen::Index>(i)) = to_float(v.g[i]);
     for (std::size_t j = 0; j < out; ++j) l.h(static_cast<Eigen::Index>(j)) = to_float(v.h[j]);
+    l.norm = layer.norm;
     return l;
   }
 
@@ -158,7 +219,8 @@ class latent_linear {
     return W.unaryExpr([](T w) { return w < T(0) ? T(-1) : T(1); });
   }
 
-  // Y[b*ldy + j] = h_j Σ_i X[b*ldx + i] g_i sign(W_ji).
+  // Y[b*ldy + j] = h_j Σ_i X[b*ldx + i] g_i sign(W_ji), then each row normalised when the
+  // norm is on.
   void forward(const T* x, std::size_t batch, std::size_t ldx, T* y, std::size_t ldy) const {
     check("latent_linear::forward");
     detail::check_batch("latent_linear::forward", out_features(), in_features(), x, batch, ldx,
@@ -167,7 +229,13 @@ class latent_linear {
     const Eigen::Index B = static_cast<Eigen::Index>(batch);
     const detail::grad_map<T> X(x, B, W.cols(), Eigen::OuterStride<>(static_cast<Eigen::Index>(ldx)));
     detail::grad_map_out<T> Y(y, B, W.rows(), Eigen::OuterStride<>(static_cast<Eigen::Index>(ldy)));
-    Y.noalias() = ((X * g.asDiagonal()) * signs().transpose()) * h.asDiagonal();
+    if (!norm.enabled) {
+      Y.noalias() = ((X * g.asDiagonal()) * signs().transpose()) * h.asDiagonal();
+      return;
+    }
+    matrix P = ((X * g.asDiagonal()) * signs().transpose()) * h.asDiagonal();
+    detail::layer_norm_rows(P, norm);
+    Y = P;
   }
   matrix forward(const Eigen::Ref<const matrix>& x) const {
     matrix y(x.rows(), W.rows());
@@ -192,7 +260,7 @@ class latent_linear {
       throw std::invalid_argument("onebit::latent_linear::backward: lddx " + std::to_string(lddx) +
                                   " < in " + std::to_string(in_features()));
     linear_gradients<T> grads;
-    detail::onebit_backward<T>(signs(), g, h, x, batch, ldx, dy, lddy, dx, lddx, grads);
+    detail::normed_backward<T>(signs(), g, h, norm, x, batch, ldx, dy, lddy, dx, lddx, grads);
     grads.W.array() *= W.unaryExpr([](T w) { return sign_ste(w); }).array();
     return grads;
   }
@@ -231,7 +299,7 @@ class latent_linear {
       gh[i] = to_half(static_cast<float>(g(static_cast<Eigen::Index>(i))));
     for (std::size_t j = 0; j < out; ++j)
       hh[j] = to_half(static_cast<float>(h(static_cast<Eigen::Index>(j))));
-    return linear<Word>{std::move(S), std::move(gh), std::move(hh)};
+    return linear<Word>{std::move(S), std::move(gh), std::move(hh), norm};
   }
 
  private:
@@ -249,7 +317,8 @@ class latent_linear {
 };
 
 // Gradients of a deployed OneBit layer (signs fixed, no latent weights): ∂L/∂g, ∂L/∂h, ∂L/∂S
-// (in grads.W: the gradient with respect to the sign values), and ∂L/∂X into dx when given.
+// (in grads.W: the gradient with respect to the sign values), and ∂L/∂X into dx when given;
+// through the layer's post-norm when it has one.
 template <class Word>
 linear_gradients<float> backward(const linear<Word>& layer, const float* x, std::size_t batch,
                                  std::size_t ldx, const float* dy, std::size_t lddy,
@@ -268,7 +337,7 @@ linear_gradients<float> backward(const linear<Word>& layer, const float* x, std:
   for (std::size_t i = 0; i < in; ++i) g(static_cast<Eigen::Index>(i)) = to_float(v.g[i]);
   for (std::size_t j = 0; j < out; ++j) h(static_cast<Eigen::Index>(j)) = to_float(v.h[j]);
   linear_gradients<float> grads;
-  detail::onebit_backward<float>(S, g, h, x, batch, ldx, dy, lddy, dx, lddx, grads);
+  detail::normed_backward<float>(S, g, h, v.norm, x, batch, ldx, dy, lddy, dx, lddx, grads);
   return grads;
 }
 
