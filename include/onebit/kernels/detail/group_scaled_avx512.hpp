@@ -106,13 +106,31 @@ inline void tables5(const std::int8_t* q, std::size_t count, std::int16_t* table
   }
 }
 
+// The lookups of one word of NB blocks: S subgroups of 5 signs, each one vpermw per block.
+template <int NB, int S>
+inline void lookups(const __m512i* v, const std::int16_t* t, __m512i* acc16) noexcept {
+  ONEBIT_UNROLL
+  for (int s = 0; s < S; ++s) {
+    const __m512i table = _mm512_load_si512(t + 32 * s);
+    ONEBIT_UNROLL
+    for (int nb = 0; nb < NB; ++nb) {
+      const __m512i ix =
+          s == 0 ? v[nb] : _mm512_maskz_srli_epi16(~__mmask32{0}, v[nb], static_cast<unsigned>(5 * s));
+      acc16[nb] = _mm512_add_epi16(acc16[nb], _mm512_permutexvar_epi16(ix, table));
+    }
+  }
+}
+
 // NB 32-row blocks for one batch row: per group, its words' lookups summed in int16 (widened
 // to int32 every 16 words: 48 lookups of at most 635 stay below 32,767), then
-// total ← fma(d, float(Σ), total) for all 32 rows at once.
-template <int NB>
+// total ← fma(d, float(Σ), total) for all 32 rows at once. WPG and LAST, when not 0, are
+// the words of a group and the subgroups of its last word, known at compile time (G = 128:
+// 9 and 2; G = 64: 5 and 1), so that a group's words unroll into straight-line code.
+template <int NB, int WPG = 0, int LAST = 0>
 inline void lut_blocks(const args& g, std::size_t block0, std::size_t b,
                        const __mmask32* keep) noexcept {
-  const std::size_t wpg = words_per_group(g.group), sg = subgroups(g.group);
+  const std::size_t wpg = WPG != 0 ? WPG : words_per_group(g.group);
+  const std::size_t sg = WPG != 0 ? 3 * (WPG - 1) + LAST : subgroups(g.group);
   const std::size_t last_count = sg - 3 * (wpg - 1);  // subgroups in a group's last word
   const auto* tables = static_cast<const std::int16_t*>(g.itables) + b * (g.ldit / 2);
   const unsigned char* idx[NB];
@@ -137,24 +155,30 @@ inline void lut_blocks(const args& g, std::size_t block0, std::size_t b,
         v[nb] = _mm512_load_si512(idx[nb] + 64 * word);
         _mm_prefetch(reinterpret_cast<const char*>(idx[nb] + 64 * (word + 8)), _MM_HINT_T0);
       }
+      const std::int16_t* tk = t + 3 * k * 32;
+      // Whole words unrolled; a group's last word may hold 1 or 2 subgroups only.
       const std::size_t count = k + 1 == wpg ? last_count : 3;
-      for (std::size_t s = 0; s < count; ++s) {
-        const __m512i table = _mm512_load_si512(t + (3 * k + s) * 32);
-        ONEBIT_UNROLL
-        for (int nb = 0; nb < NB; ++nb) {
-          const __m512i ix =
-              s == 0 ? v[nb]
-                     : _mm512_maskz_srli_epi16(~__mmask32{0}, v[nb], static_cast<unsigned>(5 * s));
-          acc16[nb] = _mm512_add_epi16(acc16[nb], _mm512_permutexvar_epi16(ix, table));
-        }
-      }
-      if (k % 16 == 15 || k + 1 == wpg) {
+      if (count == 3)
+        lookups<NB, 3>(v, tk, acc16);
+      else if (count == 2)
+        lookups<NB, 2>(v, tk, acc16);
+      else
+        lookups<NB, 1>(v, tk, acc16);
+      // A group of at most 16 words widens once, at its end, straight into the scaling below.
+      if ((WPG == 0 || WPG > 16) && (k % 16 == 15 || k + 1 == wpg)) {
         ONEBIT_UNROLL
         for (int nb = 0; nb < NB; ++nb) {
           lo32[nb] = _mm512_add_epi32(lo32[nb], _mm512_cvtepi16_epi32(_mm512_castsi512_si256(acc16[nb])));
           hi32[nb] = _mm512_add_epi32(hi32[nb], _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(acc16[nb], 1)));
           acc16[nb] = _mm512_setzero_si512();
         }
+      }
+    }
+    if constexpr (WPG != 0 && WPG <= 16) {
+      ONEBIT_UNROLL
+      for (int nb = 0; nb < NB; ++nb) {
+        lo32[nb] = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(acc16[nb]));
+        hi32[nb] = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(acc16[nb], 1));
       }
     }
     ONEBIT_UNROLL
@@ -176,6 +200,17 @@ inline void lut_blocks(const args& g, std::size_t block0, std::size_t b,
   }
 }
 
+template <int WPG, int LAST>
+inline void run_blocks(const args& g, std::size_t nb, std::size_t block, std::size_t b,
+                       const __mmask32* keep) noexcept {
+  if (nb == 4)
+    lut_blocks<4, WPG, LAST>(g, block, b, keep);
+  else if (nb == 2)
+    lut_blocks<2, WPG, LAST>(g, block, b, keep);
+  else
+    lut_blocks<1, WPG, LAST>(g, block, b, keep);
+}
+
 // A range that starts or ends inside a block computes the whole block and stores only its rows.
 inline void lut_rows(const args& g, std::size_t row_begin, std::size_t row_end) noexcept {
   const std::size_t first = row_begin / block_rows, last = (row_end + block_rows - 1) / block_rows;
@@ -189,12 +224,12 @@ inline void lut_rows(const args& g, std::size_t row_begin, std::size_t row_end) 
       keep[i] = static_cast<__mmask32>(((std::uint64_t{1} << hi) - 1u) & ~((std::uint64_t{1} << lo) - 1u));
     }
     for (std::size_t b = 0; b < g.batch; ++b) {
-      if (nb == 4)
-        lut_blocks<4>(g, block, b, keep);
-      else if (nb == 2)
-        lut_blocks<2>(g, block, b, keep);
+      if (g.group == 128)
+        run_blocks<9, 2>(g, nb, block, b, keep);
+      else if (g.group == 64)
+        run_blocks<5, 1>(g, nb, block, b, keep);
       else
-        lut_blocks<1>(g, block, b, keep);
+        run_blocks<0, 0>(g, nb, block, b, keep);
     }
     block += nb;
   }
