@@ -62,7 +62,9 @@ class packed_group_scaled {
   std::size_t group_size() const noexcept { return group_; }
   kernel packed_kernel() const noexcept { return kernel_; }
   isa path() const noexcept { return path_; }
-  bool packed() const noexcept { return packed_; }  // the lut block layout (else plain)
+  // The block layout of kernels/group_scaled.hpp (lut: 32-row blocks; add_only: 16-row
+  // blocks), else the plain one.
+  bool packed() const noexcept { return packed_; }
   bool empty() const noexcept { return rows_ == 0; }
 
  private:
@@ -80,7 +82,7 @@ class packed_group_scaled {
 
 namespace detail {
 
-enum class group_form { reference, floats, float_tables, int8_tables, int8_packed };
+enum class group_form { reference, floats, float_tables, float_packed, int8_tables, int8_packed };
 
 struct group_body {
   kernels::group_scaled::rows_fn rows = nullptr;
@@ -94,9 +96,11 @@ constexpr bool is_int8_kernel(kernel k) noexcept {
   return k == kernel::lut || k == kernel::popcount_int8 || k == kernel::vnni_int8;
 }
 
-// Whether pack() lays a layer out in the lut blocks for this kernel and path.
+// Whether pack() lays a layer out in blocks for this kernel and path (the lut blocks for the
+// int8 kernels, the float ones for add_only).
 constexpr bool group_packs(kernel k, isa path) noexcept {
-  return ONEBIT_X86 != 0 && is_int8_kernel(concrete(k)) && is_avx512(path);
+  return ONEBIT_X86 != 0 && is_avx512(path) &&
+         (is_int8_kernel(concrete(k)) || concrete(k) == kernel::add_only);
 }
 
 inline group_body group_body_for(kernel k, isa path, bool packed, std::size_t group) noexcept {
@@ -122,6 +126,13 @@ inline group_body group_body_for(kernel k, isa path, bool packed, std::size_t gr
       body.form = group_form::int8_packed;
       body.name = "group_scaled::avx512::lut_rows";
       body.row_block = gs::block_rows;
+      return body;
+    }
+    if (!int8 && packed) {
+      body.rows = &gs::avx512::float_packed_rows;
+      body.form = group_form::float_packed;
+      body.name = "group_scaled::avx512::float_packed_rows";
+      body.row_block = gs::float_geometry.rows;
       return body;
     }
     if (!int8 && group % 16 == 0) {
@@ -169,14 +180,16 @@ static packed_group_scaled pack(const group_scaled_linear& layer, const gemm_opt
   const std::size_t stride = layer.signs().stride_bytes();
   if (p.packed_) {
     namespace gs = kernels::group_scaled;
-    const std::size_t blocks = (p.rows_ + gs::block_rows - 1) / gs::block_rows;
-    p.stride_ = gs::block_bytes(p.group_, p.groups_);
+    const gs::block_geometry geo =
+        detail::is_int8_kernel(p.kernel_) ? gs::lut_geometry : gs::float_geometry;
+    const std::size_t blocks = (p.rows_ + geo.rows - 1) / geo.rows;
+    p.stride_ = gs::block_bytes(p.group_, p.groups_, geo.per_word);
     p.signs_ = detail::aligned_buffer(blocks * p.stride_);
     gs::pack_blocks(w, stride, p.rows_, p.cols_, p.group_,
-                    reinterpret_cast<unsigned char*>(p.signs_.data()));
-    p.scales_ = detail::aligned_buffer(blocks * p.groups_ * gs::block_rows * sizeof(half));
+                    reinterpret_cast<unsigned char*>(p.signs_.data()), geo);
+    p.scales_ = detail::aligned_buffer(blocks * p.groups_ * geo.rows * sizeof(half));
     gs::pack_scales(layer.scales().data(), p.rows_, p.groups_,
-                    reinterpret_cast<half*>(p.scales_.data()));
+                    reinterpret_cast<half*>(p.scales_.data()), geo.rows);
   } else {
     p.stride_ = stride;
     p.signs_ = detail::aligned_buffer(p.rows_ * stride);
@@ -272,13 +285,16 @@ class prepared_group_gemm {
     const std::size_t bytes = (in + 7) / 8;
     const std::size_t lda = detail::round_up(in, 64);
     const bool float_tables = body.form == group_form::float_tables;
+    const bool float_packed = body.form == group_form::float_packed;
     const bool int8 = body.form == group_form::int8_tables || body.form == group_form::int8_packed;
     const std::size_t subgroups = groups * gs::subgroups(group);
-    const std::size_t ldt = float_tables ? bytes * 256 : 0;
+    const std::size_t ldt = float_tables ? bytes * 256 : float_packed ? subgroups * 32 : 0;
     const std::size_t ldit = body.form == group_form::int8_tables ? detail::round_up(bytes * 512, 64)
                              : body.form == group_form::int8_packed ? subgroups * 64
                                                                      : 0;
-    const std::size_t span = body.form == group_form::int8_packed ? subgroups * 5 : 0;
+    const std::size_t span = body.form == group_form::int8_packed ? subgroups * 5
+                             : float_packed                        ? subgroups * 5 * 4
+                                                                   : 0;
     std::size_t offset = 0;
     auto claim = [&offset](std::size_t n) {
       const std::size_t at = offset;
@@ -305,6 +321,13 @@ class prepared_group_gemm {
         std::memcpy(ab, x + b * ldx, in * sizeof(float));
       std::memset(ab + in, 0, (lda - in) * sizeof(float));  // padding bits meet a = 0
       if (float_tables) kernels::add_only::portable::byte_tables(ab, bytes, tables + b * ldt);
+#if ONEBIT_X86
+      if (float_packed) {
+        auto* staged = reinterpret_cast<float*>(regrouped);
+        gs::regroup(ab, in, group, groups, staged);
+        kernels::add_only::avx512::tables5(staged, subgroups, tables + b * ldt);
+      }
+#endif
       if (int8) {
         const kernels::quantize::int8_row r = quantizer.int8(ab, in, q);
         std::memset(q + in, 0, lda - in);

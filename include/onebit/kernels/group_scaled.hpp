@@ -18,13 +18,15 @@
 //    acc ← fma(float(d_jg), float(Σ_g), acc) from acc = 0, and y_j = acc·(m/127): the same
 //    operations on the same numbers, so the same bits on every path and layout.
 //
-// Layouts. Plain: the standard sign layout and scales row-major (out x n_g). Packed for lut on
-// avx512 (group_lut5_rows32): rows in blocks of 32; within a block, for each group, its columns
-// cut into ceil(G/5) subgroups of 5 (the last one shorter; a subgroup never spans two groups),
-// 3 subgroups per 16-bit word (bits 5t..5t+4 for subgroup t of the word, column order, bit 1 =
-// −1), the 32 rows' words side by side (64 bytes); the block's scales group-major, 32 halves a
-// group. The integer tables are built per subgroup with zeros past the group's end, so one
-// vpermw looks up 5 signs of 32 rows whatever G is.
+// Layouts. Plain: the standard sign layout and scales row-major (out x n_g). Packed on avx512:
+// rows in blocks of R; within a block, for each group, its columns cut into ceil(G/5)
+// subgroups of 5 (the last one shorter; a subgroup never spans two groups), S subgroups per
+// word (bits 5t..5t+4 for subgroup t of the word, column order, bit 1 = −1), the R rows' words
+// side by side (64 bytes); the block's scales group-major, R halves a group. lut: R = 32,
+// S = 3 in 16-bit words, int16 tables and vpermw; add_only: R = 16, S = 6 in 32-bit words,
+// float tables (32 entries in two vectors) and vpermt2ps. The tables are built per subgroup
+// from activations regrouped with zeros past each group's end, so one lookup covers 5 signs
+// of R rows whatever G is.
 #pragma once
 
 #include <cmath>
@@ -57,57 +59,73 @@ struct args {
 
 using rows_fn = void (*)(const args&, std::size_t row_begin, std::size_t row_end) noexcept;
 
-inline constexpr std::size_t block_rows = 32;
+inline constexpr std::size_t block_rows = 32;  // the lut blocks
+
+// A packed layout: rows per block, 5-sign subgroups per word, bytes per word (rows · bytes =
+// 64: one vector of words per block and word).
+struct block_geometry {
+  std::size_t rows, per_word, word_bytes;
+};
+inline constexpr block_geometry lut_geometry{32, 3, 2};    // vpermw over int16 tables
+inline constexpr block_geometry float_geometry{16, 6, 4};  // vpermt2ps over float tables
+
 constexpr std::size_t subgroups(std::size_t group) noexcept { return (group + 4) / 5; }
-constexpr std::size_t words_per_group(std::size_t group) noexcept {
-  return (subgroups(group) + 2) / 3;
+constexpr std::size_t words_per_group(std::size_t group, std::size_t per_word = 3) noexcept {
+  return (subgroups(group) + per_word - 1) / per_word;
 }
-constexpr std::size_t block_bytes(std::size_t group, std::size_t groups) noexcept {
-  return groups * words_per_group(group) * 64;
+constexpr std::size_t block_bytes(std::size_t group, std::size_t groups,
+                                  std::size_t per_word = 3) noexcept {
+  return groups * words_per_group(group, per_word) * 64;
 }
 
-// Interleaves plain signs into the packed lut layout; `out` holds ceil(rows/32) blocks.
+// Interleaves plain signs into a packed layout; `out` holds ceil(rows / geo.rows) blocks.
 inline void pack_blocks(const unsigned char* w, std::size_t stride, std::size_t rows,
-                        std::size_t cols, std::size_t group, unsigned char* out) noexcept {
-  const std::size_t groups = (cols + group - 1) / group, wpg = words_per_group(group);
-  const std::size_t sg = subgroups(group);
-  const std::size_t blocks = (rows + block_rows - 1) / block_rows;
+                        std::size_t cols, std::size_t group, unsigned char* out,
+                        block_geometry geo = lut_geometry) noexcept {
+  const std::size_t groups = (cols + group - 1) / group;
+  const std::size_t wpg = words_per_group(group, geo.per_word), sg = subgroups(group);
+  const std::size_t blocks = (rows + geo.rows - 1) / geo.rows;
   for (std::size_t blk = 0; blk < blocks; ++blk)
     for (std::size_t g = 0; g < groups; ++g)
       for (std::size_t k = 0; k < wpg; ++k)
-        for (std::size_t r = 0; r < block_rows; ++r) {
-          const std::size_t row = blk * block_rows + r;
-          std::uint16_t word = 0;
-          for (std::size_t t = 0; t < 3 && 3 * k + t < sg && row < rows; ++t)
+        for (std::size_t r = 0; r < geo.rows; ++r) {
+          const std::size_t row = blk * geo.rows + r;
+          std::uint32_t word = 0;
+          for (std::size_t t = 0; t < geo.per_word && geo.per_word * k + t < sg && row < rows; ++t)
             for (std::size_t b = 0; b < 5; ++b) {
-              const std::size_t in_group = 5 * (3 * k + t) + b, col = g * group + in_group;
+              const std::size_t in_group = 5 * (geo.per_word * k + t) + b, col = g * group + in_group;
               if (in_group < group && col < cols && ((w[row * stride + col / 8] >> (col % 8)) & 1u))
-                word = static_cast<std::uint16_t>(word | (1u << (5 * t + b)));
+                word |= std::uint32_t{1} << (5 * t + b);
             }
-          std::memcpy(out + ((blk * groups + g) * wpg + k) * 64 + 2 * r, &word, 2);
+          unsigned char bytes[4];
+          for (std::size_t i = 0; i < 4; ++i) bytes[i] = static_cast<unsigned char>(word >> (8 * i));
+          std::memcpy(out + ((blk * groups + g) * wpg + k) * 64 + geo.word_bytes * r, bytes,
+                      geo.word_bytes);
         }
 }
 
-// The block-ordered scales: block, group, 32 rows (0 past `rows`).
-inline void pack_scales(const half* d, std::size_t rows, std::size_t groups, half* out) noexcept {
-  const std::size_t blocks = (rows + block_rows - 1) / block_rows;
+// The block-ordered scales: block, group, `rows_per_block` rows (0 past `rows`).
+inline void pack_scales(const half* d, std::size_t rows, std::size_t groups, half* out,
+                        std::size_t rows_per_block = block_rows) noexcept {
+  const std::size_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   for (std::size_t blk = 0; blk < blocks; ++blk)
     for (std::size_t g = 0; g < groups; ++g)
-      for (std::size_t r = 0; r < block_rows; ++r) {
-        const std::size_t row = blk * block_rows + r;
-        out[(blk * groups + g) * block_rows + r] = row < rows ? d[row * groups + g] : half{};
+      for (std::size_t r = 0; r < rows_per_block; ++r) {
+        const std::size_t row = blk * rows_per_block + r;
+        out[(blk * groups + g) * rows_per_block + r] = row < rows ? d[row * groups + g] : half{};
       }
 }
 
-// q regrouped for the packed tables: each group's G values followed by zeros up to
+// Activations regrouped for the packed tables: each group's G values followed by zeros up to
 // 5·subgroups(G), so that 5 consecutive values never cross a group.
-inline void regroup(const std::int8_t* q, std::size_t cols, std::size_t group,
-                    std::size_t groups, std::int8_t* out) noexcept {
+template <class T>
+void regroup(const T* q, std::size_t cols, std::size_t group, std::size_t groups,
+             T* out) noexcept {
   const std::size_t span = 5 * subgroups(group);
   for (std::size_t g = 0; g < groups; ++g) {
     const std::size_t c0 = g * group, n = cols - c0 < group ? cols - c0 : group;
-    std::memcpy(out + g * span, q + c0, n);
-    std::memset(out + g * span + n, 0, span - n);
+    std::memcpy(out + g * span, q + c0, n * sizeof(T));
+    std::memset(out + g * span + n, 0, (span - n) * sizeof(T));
   }
 }
 

@@ -8,6 +8,7 @@
 #include "../../detail/target.hpp"
 #include "../../half.hpp"
 #include "../group_scaled.hpp"
+#include "add_only_avx512.hpp"
 
 #if ONEBIT_X86
 
@@ -84,6 +85,112 @@ inline void float_rows(const args& g, std::size_t row_begin, std::size_t row_end
   std::size_t j = row_begin;
   for (; j + 4 <= row_end; j += 4) float_rows_of<4>(g, j);
   for (; j < row_end; ++j) float_rows_of<1>(g, j);
+}
+
+// The float lookups of one 32-bit word of NB 16-row blocks: S subgroups of 5 signs, each one
+// vpermt2ps per block over the subgroup's 32-entry table (add_only::avx512::tables5), summed
+// into two accumulators per block.
+template <int NB, int S>
+inline void float_lookups(const __m512i* v, const float* t, __m512 (*acc)[2]) noexcept {
+  ONEBIT_UNROLL
+  for (int s = 0; s < S; ++s) {
+    const __m512 lo = _mm512_load_ps(t + 32 * s), hi = _mm512_load_ps(t + 32 * s + 16);
+    ONEBIT_UNROLL
+    for (int nb = 0; nb < NB; ++nb) {
+      const __m512i ix =
+          s == 0 ? v[nb] : _mm512_maskz_srli_epi32(0xffff, v[nb], static_cast<unsigned>(5 * s));
+      acc[nb][s % 2] = _mm512_add_ps(acc[nb][s % 2], _mm512_permutex2var_ps(lo, ix, hi));
+    }
+  }
+}
+
+// NB 16-row blocks of the packed float layout for one batch row: per group, its words'
+// lookups summed in float, then total ← fma(d, Σ, total) for the 16 rows at once. WPG and
+// LAST as for lut_blocks (G = 128: 5 words, the last with 2 subgroups).
+template <int NB, int WPG = 0, int LAST = 0>
+inline void float_blocks(const args& g, std::size_t block0, std::size_t b,
+                         const __mmask16* keep) noexcept {
+  constexpr std::size_t R = float_geometry.rows;
+  const std::size_t wpg = WPG != 0 ? WPG : words_per_group(g.group, 6);
+  const std::size_t sg = WPG != 0 ? 6 * (WPG - 1) + LAST : subgroups(g.group);
+  const std::size_t last_count = sg - 6 * (wpg - 1);
+  const float* tables = g.tables + b * g.ldt;
+  const unsigned char* idx[NB];
+  const half* scales[NB];
+  __m512 total[NB];
+  ONEBIT_UNROLL
+  for (int nb = 0; nb < NB; ++nb) {
+    idx[nb] = g.w + (block0 + nb) * g.w_stride;
+    scales[nb] = g.d + (block0 + nb) * g.groups * R;
+    total[nb] = _mm512_setzero_ps();
+  }
+  for (std::size_t grp = 0; grp < g.groups; ++grp) {
+    __m512 acc[NB][2];
+    ONEBIT_UNROLL
+    for (int nb = 0; nb < NB; ++nb) acc[nb][0] = acc[nb][1] = _mm512_setzero_ps();
+    const float* t = tables + grp * sg * 32;
+    for (std::size_t k = 0; k < wpg; ++k) {
+      const std::size_t word = grp * wpg + k;
+      __m512i v[NB];
+      ONEBIT_UNROLL
+      for (int nb = 0; nb < NB; ++nb) {
+        v[nb] = _mm512_load_si512(idx[nb] + 64 * word);
+        _mm_prefetch(reinterpret_cast<const char*>(idx[nb] + 64 * (word + 8)), _MM_HINT_T0);
+      }
+      const float* tk = t + 6 * k * 32;
+      switch (k + 1 == wpg ? last_count : 6) {
+        case 6: float_lookups<NB, 6>(v, tk, acc); break;
+        case 5: float_lookups<NB, 5>(v, tk, acc); break;
+        case 4: float_lookups<NB, 4>(v, tk, acc); break;
+        case 3: float_lookups<NB, 3>(v, tk, acc); break;
+        case 2: float_lookups<NB, 2>(v, tk, acc); break;
+        default: float_lookups<NB, 1>(v, tk, acc); break;
+      }
+    }
+    ONEBIT_UNROLL
+    for (int nb = 0; nb < NB; ++nb) {
+      const __m512 d = _mm512_cvtph_ps(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(scales[nb] + grp * R)));
+      total[nb] = _mm512_fmadd_ps(d, _mm512_add_ps(acc[nb][0], acc[nb][1]), total[nb]);
+    }
+  }
+  ONEBIT_UNROLL
+  for (int nb = 0; nb < NB; ++nb)
+    _mm512_mask_storeu_ps(g.y + b * g.ldy + (block0 + nb) * R, keep[nb], total[nb]);
+}
+
+template <int WPG, int LAST>
+inline void run_float_blocks(const args& g, std::size_t nb, std::size_t block, std::size_t b,
+                             const __mmask16* keep) noexcept {
+  if (nb == 4)
+    float_blocks<4, WPG, LAST>(g, block, b, keep);
+  else if (nb == 2)
+    float_blocks<2, WPG, LAST>(g, block, b, keep);
+  else
+    float_blocks<1, WPG, LAST>(g, block, b, keep);
+}
+
+// A range that starts or ends inside a block computes the whole block and stores only its rows.
+inline void float_packed_rows(const args& g, std::size_t row_begin, std::size_t row_end) noexcept {
+  constexpr std::size_t R = float_geometry.rows;
+  const std::size_t first = row_begin / R, last = (row_end + R - 1) / R;
+  for (std::size_t block = first; block < last;) {
+    const std::size_t nb = last - block >= 4 ? 4 : (last - block >= 2 ? 2 : 1);
+    __mmask16 keep[4] = {0, 0, 0, 0};
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::size_t j0 = (block + i) * R;
+      const std::size_t lo = j0 < row_begin ? row_begin - j0 : 0;
+      const std::size_t hi = row_end - j0 < R ? row_end - j0 : R;
+      keep[i] = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+    }
+    for (std::size_t b = 0; b < g.batch; ++b) {
+      if (g.group == 128)
+        run_float_blocks<5, 2>(g, nb, block, b, keep);
+      else
+        run_float_blocks<0, 0>(g, nb, block, b, keep);
+    }
+    block += nb;
+  }
 }
 
 // 32-entry int16 tables of every 5 regrouped q (lut::avx512::tables5's technique).
