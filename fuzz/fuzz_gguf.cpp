@@ -7,12 +7,17 @@
 //  * every tensor lies inside the file (ASan sees any byte read past it), and each one of a
 //    dequantisable type dequantises to elements() floats;
 //  * every 2-D Q1_0 tensor loads as a group_scaled_linear whose weights are the dequantised
-//    ones, bit for bit, and (once kernels run it) whose exact product matches them.
+//    ones, bit for bit, and whose gemv on the exact kernel (add_only, packed for this CPU's
+//    path) stays within the stated bound of a double product with the dequantised weights
+//    (when they are finite); the lut kernel runs too.
 //
 // Anything else (a crash, a sanitizer report, another exception type, a mismatch) is a finding.
 // Built by scripts/fuzz.sh with clang++ -fsanitize=fuzzer,address,undefined; without
 // -DONEBIT_LIBFUZZER it is a replay program over the files or directories on its command line.
+#include <onebit/group_scaled_gemm.hpp>
 #include <onebit/io/gguf.hpp>
+
+#include <cmath>
 
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +79,28 @@ void check_metadata(const io::gguf_file& f) {
   }
 }
 
+void check_products(const onebit::group_scaled_linear& layer, const std::vector<float>& w) {
+  const std::size_t in = layer.in_features(), out = layer.out_features();
+  if (in > 4096 || out > 64) return;
+  bool finite = true;
+  for (float v : w) finite = finite && std::isfinite(v);
+  std::vector<float> x(in), y(out);
+  for (std::size_t i = 0; i < in; ++i) x[i] = static_cast<float>(i % 7) - 3.0f;
+  onebit::gemv(onebit::pack(layer, onebit::kernel::lut), x.data(), y.data());
+  onebit::gemv(onebit::pack(layer, onebit::kernel::add_only), x.data(), y.data());
+  if (!finite) return;
+  const double u = std::ldexp(1.0, -24), groups = static_cast<double>(layer.groups_per_row());
+  for (std::size_t j = 0; j < out; ++j) {
+    double exact = 0, scale = 0;
+    for (std::size_t i = 0; i < in; ++i) {
+      exact += static_cast<double>(w[j * in + i]) * x[i];
+      scale += std::fabs(static_cast<double>(w[j * in + i]) * x[i]);
+    }
+    if (!(std::fabs(y[j] - exact) <= (128.0 + groups + 6.0) * u * scale + 1e-30))
+      finding("the exact group-scaled product is outside its bound");
+  }
+}
+
 void check_tensors(const io::gguf_file& f) {
   for (const io::gguf_tensor_info& t : f.tensors()) {
     if (!io::detail::dequantizable(t.type)) {
@@ -96,6 +123,7 @@ void check_tensors(const io::gguf_file& f) {
         const float w = layer.weight(j, i);
         if (std::memcmp(&w, &v[j * in + i], 4) != 0) finding("a Q1_0 layer's weight differs");
       }
+    check_products(layer, v);
   }
 }
 

@@ -5,3 +5,4 @@
 #include "onebit.hpp"
 
 #include "io/safetensors.hpp"  // read any safetensors file; write layers, matrices, tensors
+#include "io/gguf.hpp"         // read GGUF v2/v3: typed metadata, dequantised tensors, Q1_0 layers
