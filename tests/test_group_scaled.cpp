@@ -173,6 +173,8 @@ TEST_CASE("group_scaled: bad input is refused, naming the shapes") {
   CHECK_THROWS_AS(onebit::gemv(layer, x.data(), y.data(), gemm_options{kernel::popcount_binary, std::nullopt}),
                   std::invalid_argument);
   const onebit::packed_group_scaled packed = onebit::pack(layer, kernel::lut);
+  CHECK_THROWS_AS(onebit::gemv(layer, x.data(), y.data(), kernel::popcount_binary), std::invalid_argument);
+  CHECK_NOTHROW(onebit::gemm(layer, x.data(), 1, 64, y.data(), 4, kernel::lut));
   CHECK_THROWS_AS(onebit::gemv(packed, x.data(), y.data(), gemm_options{kernel::add_only, std::nullopt}),
                   std::invalid_argument);
   try {

@@ -416,6 +416,22 @@ void gemv(const Layer& layer, const T* x, float* y, const gemm_options& options 
   gemm(layer, x, 1, layer.in_features(), y, layer.out_features(), options);
 }
 
+template <class Layer, class T,
+          std::enable_if_t<std::is_same_v<Layer, group_scaled_linear> ||
+                               std::is_same_v<Layer, packed_group_scaled>,
+                           int> = 0>
+void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
+          std::size_t ldy, kernel k) {
+  gemm(layer, x, batch, ldx, y, ldy, gemm_options{k, std::nullopt});
+}
+template <class Layer, class T,
+          std::enable_if_t<std::is_same_v<Layer, group_scaled_linear> ||
+                               std::is_same_v<Layer, packed_group_scaled>,
+                           int> = 0>
+void gemv(const Layer& layer, const T* x, float* y, kernel k) {
+  gemv(layer, x, y, gemm_options{k, std::nullopt});
+}
+
 inline packed_group_scaled pack(const group_scaled_linear& layer,
                                 const gemm_options& options = {}) {
   return detail::group_pack_access::pack(layer, options);
