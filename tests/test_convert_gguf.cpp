@@ -47,8 +47,10 @@ struct gguf_out {
   }
   void write(const std::string& path) const {
     std::vector<unsigned char> b;
-    auto raw = [&b](const void* p, std::size_t n) {
-      b.insert(b.end(), static_cast<const unsigned char*>(p), static_cast<const unsigned char*>(p) + n);
+    auto raw = [&b](const void* p, std::size_t n) {  // resize + memcpy: see test_gguf.cpp
+      const std::size_t at = b.size();
+      b.resize(at + n);
+      if (n != 0) std::memcpy(b.data() + at, p, n);
     };
     auto u32 = [&](std::uint32_t v) { raw(&v, 4); };
     auto u64 = [&](std::uint64_t v) { raw(&v, 8); };

@@ -51,8 +51,11 @@ struct builder {
   builder& u64(std::uint64_t v) { return raw(&v, 8); }
   builder& str(const std::string& s) { u64(s.size()); return raw(s.data(), s.size()); }
   builder& raw(const void* p, std::size_t n) {
-    const auto* c = static_cast<const unsigned char*>(p);
-    b.insert(b.end(), c, c + n);
+    // resize + memcpy: g++ 12 at -O3 warns falsely (stringop-overflow) on insert into an empty
+    // vector.
+    const std::size_t at = b.size();
+    b.resize(at + n);
+    if (n != 0) std::memcpy(b.data() + at, p, n);
     return *this;
   }
   builder& pad(std::size_t alignment) {
