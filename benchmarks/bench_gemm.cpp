@@ -12,6 +12,9 @@
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_avx2   Eigen, -mavx2 -mfma for that file
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_<kernel>[_packed]
 //                                           onebit::gemm on the plain layer, or on pack(layer, k)
+//   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_group128_<kernel>_packed
+//                                           a group-scaled layer (ggml Q1_0's form: the same
+//                                           signs, one FP16 scale per row and 128 inputs)
 //   streamed/4096x4096/batch:1/threads:<t>/<kernel>         weights rotated through > 2x LLC
 //
 // Counters: `weights/s` (out·in·batch per second), `weight_bytes` (bytes of weights one call
@@ -42,6 +45,7 @@
 
 #include <unistd.h>
 
+#include <onebit/group_scaled_gemm.hpp>
 #include <onebit/onebit.hpp>
 
 #include "eigen_gemm.hpp"
@@ -280,6 +284,52 @@ void onebit_gemm(benchmark::State& state, group g, onebit::kernel k, bool packed
   });
 }
 
+// Group-scaled 1-bit weights (group_scaled_gemm.hpp; ggml Q1_0's form): the signs of w1 and
+// one FP16 scale per row and 128 inputs (the mean |w| of the group), packed once per kernel.
+struct group_set {
+  shape s{0, 0};
+  onebit::group_scaled_linear layer;
+  std::map<onebit::kernel, onebit::packed_group_scaled> packed;
+};
+
+const onebit::packed_group_scaled& group_packed_for(shape s, onebit::kernel k) {
+  static group_set current;
+  if (current.s.out != s.out || current.s.in != s.in) {
+    current = group_set{};
+    current.s = s;
+    layer_set& L = layers(s);
+    constexpr std::size_t G = 128;
+    const std::size_t groups = (s.in + G - 1) / G;
+    std::vector<onebit::half> d(s.out * groups);
+    for (std::size_t j = 0; j < s.out; ++j)
+      for (std::size_t grp = 0; grp < groups; ++grp) {
+        double total = 0;
+        const std::size_t end = std::min(s.in, (grp + 1) * G);
+        for (std::size_t i = grp * G; i < end; ++i) total += std::fabs(L.w32[j * s.in + i]);
+        d[j * groups + grp] = onebit::to_half(static_cast<float>(total / static_cast<double>(end - grp * G)));
+      }
+    current.layer = onebit::group_scaled_linear(L.w1.W, std::move(d), G);
+  }
+  auto it = current.packed.find(k);
+  if (it == current.packed.end()) it = current.packed.emplace(k, onebit::pack(current.layer, k)).first;
+  return it->second;
+}
+
+void onebit_group(benchmark::State& state, group g, onebit::kernel k) {
+  const onebit::packed_group_scaled& P = group_packed_for(g.s, k);
+  layer_set& L = layers(g.s);
+  state.SetLabel(onebit::to_string(P.path()));
+  onebit::thread_pool pool(g.threads);
+  // The signs (1 bit a weight) and the scales (2 bytes per 128 weights).
+  const std::size_t bytes = g.s.out * ((g.s.in + 7) / 8) + 2 * g.s.out * ((g.s.in + 127) / 128);
+  measure(state, g, bytes, false, [&] {
+    if (g.threads == 1)
+      onebit::gemm(P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+    else
+      onebit::gemm(pool, P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Weights streamed from memory: every call reads the next of enough copies of the layer that
 // the copies together are more than twice the last-level cache, so none is still cached when
@@ -415,6 +465,9 @@ void register_rows() {
         for (const onebit_row& r : onebit_rows)
           add(row_name("gemm", g, r.name), g,
               [g, r](benchmark::State& st) { onebit_gemm(st, g, r.k, r.packed); });
+        for (onebit::kernel k : {onebit::kernel::add_only, onebit::kernel::lut})
+          add(row_name("gemm", g, std::string("onebit_group128_") + onebit::to_string(k) + "_packed"),
+              g, [g, k](benchmark::State& st) { onebit_group(st, g, k); });
       }
 
   for (unsigned threads : thread_counts) {

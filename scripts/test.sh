@@ -9,8 +9,8 @@
 #            the reports' file:line; no recovery); ctest
 #   aarch64  the test suite cross-built for aarch64 (the NEON path) with static linking; ctest
 #            under qemu-aarch64
-#   fuzz     the safetensors reader's libFuzzer target (clang++, ASan + UBSan) for 60 seconds
-#            from its committed corpus (scripts/fuzz.sh 60)
+#   fuzz     the safetensors and GGUF readers' libFuzzer targets (clang++, ASan + UBSan), 60
+#            seconds each from their committed corpora (scripts/fuzz.sh 60)
 #
 # A failing leg does not stop the others: the script runs them all, prints the time of every
 # stage and which failed, and exits non-zero if any did. Build trees go to build-tests/<leg>,
@@ -124,7 +124,7 @@ leg_aarch64() {
 # ---------------------------------------------------------------- fuzz (clang + libFuzzer)
 leg_fuzz() {
   rm -rf "${build_root:?}/fuzz"
-  ONEBIT_FUZZ_BUILD="$build_root/fuzz" step "fuzz: safetensors 60s" scripts/fuzz.sh 60
+  ONEBIT_FUZZ_BUILD="$build_root/fuzz" step "fuzz: safetensors and gguf, 60s each" scripts/fuzz.sh 60
 }
 
 for leg in release asan aarch64 fuzz; do

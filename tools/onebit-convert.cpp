@@ -2,6 +2,7 @@
 // See usage() below, or run `onebit-convert --help`.
 #include <onebit/io/onebit_checkpoint.hpp>
 #include <onebit/models/convert.hpp>
+#include <onebit/models/convert_gguf.hpp>
 
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <stdexcept>
@@ -28,12 +30,15 @@ void usage(std::FILE* out) {
 R"(Usage: onebit-convert [OPTION]... INPUT OUTPUT
   or:  onebit-convert --dry-run [OPTION]... INPUT
 
-Convert the linear layers of a float model, stored as safetensors (F32, F16 or BF16), to OneBit
+Convert the linear layers of a float model, stored as safetensors or GGUF (F32, F16 or BF16), to OneBit
 layers (SVID: one bit per weight plus FP16 value vectors g and h) or to k-bit matrices (RTN),
 and write them with every other tensor unchanged to OUTPUT, a onebit safetensors file
 (docs/design.md, "On-disk format") that onebit::io::mapped_file serves zero-copy. A layer from
 tensor NAME.weight is written as NAME.W, NAME.g and NAME.h (RTN: NAME.planes, NAME.scales,
 NAME.zeros). OUTPUT is written to a temporary file and renamed: it is never left half written.
+A GGUF INPUT (recognised by its magic) is read as well: llama.cpp's layer names are included
+by default, Q1_0 matrices become group-scaled 1-bit layers kept exactly (NAME.signs,
+NAME.scales), and the other tensors are passed through (Q8_0 and Q4_0 dequantised to F32).
 
 Options:
   -i, --include=PATTERN  convert the 2-D tensors whose names match PATTERN, a shell glob
@@ -257,12 +262,77 @@ void draw_progress(std::size_t done, std::size_t total, const std::string& name)
   std::fflush(stderr);
 }
 
+// The per-layer table and totals, after OUTPUT was written.
+void summary(const onebit::models::conversion& c, const std::string& input_path,
+             const std::string& output_path) {
+  std::ifstream in_file(input_path, std::ios::binary | std::ios::ate);
+  const auto in_size = static_cast<double>(in_file.tellg());
+  std::printf("%-40s %-12s %11s %16s %10s\n", "layer", "as", "out x in", "bits/param",
+              "rel. error");
+  double error_sum = 0, paper_bits = 0;
+  std::uint64_t parameters = 0;
+  for (const onebit::models::layer_report& r : c.layers) {
+    const std::string shape = std::to_string(r.out) + "x" + std::to_string(r.in);
+    std::printf("%-40s %-12s %11s %6.4f (%6.3f) %10.4f\n", r.layer.c_str(), r.kind.c_str(),
+                shape.c_str(), r.bits_per_parameter, r.file_bits_per_parameter,
+                r.relative_error);
+    error_sum += r.relative_error;
+    parameters += r.parameters;
+    paper_bits += r.bits_per_parameter * static_cast<double>(r.parameters);
+  }
+  std::ifstream out_file(output_path, std::ios::binary | std::ios::ate);
+  const double out_bytes = static_cast<double>(out_file.tellg());
+  const double in_bytes = static_cast<double>(in_size);
+  if (!c.layers.empty())
+    std::printf("%zu layers, %llu weights: %.4f bits per parameter, mean relative error %.4f\n",
+                c.layers.size(), static_cast<unsigned long long>(c.converted_parameters),
+                paper_bits / static_cast<double>(parameters),
+                error_sum / static_cast<double>(c.layers.size()));
+  std::printf("%llu parameters kept as they were (%s)\n",
+              static_cast<unsigned long long>(c.kept_parameters),
+              human_bytes(static_cast<double>(c.kept_bytes)).c_str());
+  std::printf("%s: %s -> %s: %s (%.1f%%)\n", input_path.c_str(), human_bytes(in_bytes).c_str(),
+              output_path.c_str(), human_bytes(out_bytes).c_str(),
+              in_bytes > 0 ? 100.0 * out_bytes / in_bytes : 0.0);
+}
+
+// Whether the file starts with GGUF's magic.
+bool is_gguf(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  return f.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const arguments args = parse(argc, argv);
   const std::string& input_path = args.files[0];
   try {
+    const bool bar = !args.quiet && (args.progress || ::isatty(STDERR_FILENO) != 0);
+    onebit::models::progress_fn progress;
+    if (bar) progress = draw_progress;
+    if (is_gguf(input_path)) {
+      const onebit::io::gguf_file input(input_path);
+      if (args.dry_run) {
+        const auto todo = onebit::models::chosen(input, args.options);
+        for (const onebit::io::gguf_tensor_info* t : todo)
+          std::printf("%s %s [%llu, %llu] -> %s\n", t->name.c_str(), t->type_name(),
+                      static_cast<unsigned long long>(t->rows()),
+                      static_cast<unsigned long long>(t->cols()),
+                      onebit::models::layer_name(t->name, args.options.strip_suffix).c_str());
+        std::printf("%zu of %zu tensors would be converted\n", todo.size(), input.tensors().size());
+        return exit_ok;
+      }
+      onebit::models::gguf_conversion c = onebit::models::convert(input, args.options, progress);
+      if (c.layers.empty())
+        std::fprintf(stderr, "onebit-convert: warning: no tensor of %s matches the include patterns; "
+                             "writing the tensors unchanged\n", input_path.c_str());
+      c.writer.write(args.files[1]);
+      if (!args.quiet) summary(c, input_path, args.files[1]);
+      return exit_ok;
+    }
     const onebit::io::mapped_file input(input_path);
     if (args.from_checkpoint || args.to_checkpoint) {
       onebit::io::checkpoint_conversion c =
@@ -296,43 +366,13 @@ int main(int argc, char** argv) {
       return exit_ok;
     }
     const std::string& output_path = args.files[1];
-    const bool bar = !args.quiet && (args.progress || ::isatty(STDERR_FILENO) != 0);
-    onebit::models::progress_fn progress;
-    if (bar) progress = draw_progress;
     onebit::models::conversion c = onebit::models::convert(input.file(), args.options, progress);
     if (c.layers.empty())
       std::fprintf(stderr, "onebit-convert: warning: no tensor of %s matches the include patterns; "
                            "writing the tensors unchanged\n", input_path.c_str());
     c.writer.write(output_path);
     if (args.quiet) return exit_ok;
-
-    std::printf("%-40s %-12s %11s %16s %10s\n", "layer", "as", "out x in", "bits/param",
-                "rel. error");
-    double error_sum = 0, paper_bits = 0;
-    std::uint64_t parameters = 0;
-    for (const onebit::models::layer_report& r : c.layers) {
-      const std::string shape = std::to_string(r.out) + "x" + std::to_string(r.in);
-      std::printf("%-40s %-12s %11s %6.4f (%6.3f) %10.4f\n", r.layer.c_str(), r.kind.c_str(),
-                  shape.c_str(), r.bits_per_parameter, r.file_bits_per_parameter,
-                  r.relative_error);
-      error_sum += r.relative_error;
-      parameters += r.parameters;
-      paper_bits += r.bits_per_parameter * static_cast<double>(r.parameters);
-    }
-    std::ifstream out_file(output_path, std::ios::binary | std::ios::ate);
-    const double out_bytes = static_cast<double>(out_file.tellg());
-    const double in_bytes = static_cast<double>(input.file().size());
-    if (!c.layers.empty())
-      std::printf("%zu layers, %llu weights: %.4f bits per parameter, mean relative error %.4f\n",
-                  c.layers.size(), static_cast<unsigned long long>(c.converted_parameters),
-                  paper_bits / static_cast<double>(parameters),
-                  error_sum / static_cast<double>(c.layers.size()));
-    std::printf("%llu parameters kept as they were (%s)\n",
-                static_cast<unsigned long long>(c.kept_parameters),
-                human_bytes(static_cast<double>(c.kept_bytes)).c_str());
-    std::printf("%s: %s -> %s: %s (%.1f%%)\n", input_path.c_str(), human_bytes(in_bytes).c_str(),
-                output_path.c_str(), human_bytes(out_bytes).c_str(),
-                in_bytes > 0 ? 100.0 * out_bytes / in_bytes : 0.0);
+    summary(c, input_path, output_path);
     return exit_ok;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "onebit-convert: %s\n", e.what());

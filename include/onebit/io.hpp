@@ -6,3 +6,4 @@
 
 #include "io/safetensors.hpp"  // read any safetensors file; write layers, matrices, tensors
 #include "io/onebit_checkpoint.hpp"  // OneBit's own inference checkpoints, in and out
+#include "io/gguf.hpp"  // read GGUF v2/v3: typed metadata, dequantised tensors, Q1_0 layers

@@ -13,4 +13,5 @@
 #include "gemm.hpp"           // y = ((x ⊙ g) · Wᵀ) ⊙ h: gemm, gemv, prepare, run_rows, pack
 #include "lowbit_matrix.hpp"  // k-bit codes as bit-planes, scale and zero per row or group
 #include "lowbit_linear.hpp"  // a lowbit_matrix run on the 1-bit kernels: k planes + Σx
+#include "group_scaled_gemm.hpp"  // W_ji = d_{j,group}·s_ji (GGUF Q1_0): gemm, pack, prepare
 #include "parallel.hpp"       // thread_pool and the parallel gemm of any prepared product
