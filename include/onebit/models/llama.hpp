@@ -405,29 +405,35 @@ using tap = std::function<void(std::size_t layer, slot s, const float* x, std::s
                                const float* y, std::size_t out)>;
 
 // The KV cache and scratch of one sequence, for up to `max_tokens` tokens per forward call
-// (1 for decoding; a prompt's length for prefill). Keys are kept transposed, per block and
-// key/value head: key_cache[((l·kv_heads + h)·head_size + i)·seq_len + t] is component i of
-// head h's key at position t, so the scores of one query against every position are a sum
-// over i of contiguous runs (vectorised across positions, each score summed in run.c's order).
-// Values are row-major: value_cache[(l·seq_len + t)·kv_dim + j].
+// (1 for decoding; a prompt's length for prefill). The cache is laid out for attention's reads,
+// one key/value head at a time in contiguous memory (a row per position kv_dim floats apart
+// put every position of a 7B model's head on its own page). Keys are transposed in tiles of
+// key_tile positions: component i of head h's key at position t is
+//   key_cache[(((l·kv_heads + h)·tiles + t / key_tile)·head_size + i)·key_tile + t % key_tile]
+// (tiles = seq_len rounded up to key_tile, / key_tile), so a query's scores against a tile are
+// sums over i of contiguous runs, vectorised across positions, each score summed in run.c's
+// order. Values: value_cache[((l·kv_heads + h)·seq_len + t)·head_size + i].
 struct state {
+  static constexpr std::size_t key_tile = 16;
   explicit state(const config& c, std::size_t max_tokens = 1)
       : max_tokens(std::max<std::size_t>(1, max_tokens)),
         x(this->max_tokens * static_cast<std::size_t>(c.dim)), xb(x.size()), xb2(x.size()),
-        q(x.size()), k(this->max_tokens * static_cast<std::size_t>(c.kv_dim())),
+        q(x.size()), k(this->max_tokens * static_cast<std::size_t>(c.kv_dim())), v(k.size()),
         hb(this->max_tokens * static_cast<std::size_t>(c.hidden_dim)), hb2(hb.size()),
         att(static_cast<std::size_t>(c.n_heads) * static_cast<std::size_t>(c.seq_len)),
         logits(static_cast<std::size_t>(c.vocab_size)),
-        key_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
+        key_cache(static_cast<std::size_t>(c.n_layers) *
+                  ((static_cast<std::size_t>(c.seq_len) + key_tile - 1) / key_tile * key_tile) *
                   static_cast<std::size_t>(c.kv_dim())),
-        value_cache(key_cache.size()),
+        value_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
+                    static_cast<std::size_t>(c.kv_dim())),
         rope_freq(static_cast<std::size_t>(c.head_size() / 2)),
         rope(this->max_tokens * static_cast<std::size_t>(c.head_size())) {
     for (std::size_t j = 0; j < rope_freq.size(); ++j)
       rope_freq[j] = rope_frequency(2 * j, static_cast<std::size_t>(c.head_size()));
   }
   std::size_t max_tokens;
-  std::vector<float> x, xb, xb2, q, k, hb, hb2, att, logits, key_cache, value_cache;
+  std::vector<float> x, xb, xb2, q, k, v, hb, hb2, att, logits, key_cache, value_cache;
   std::vector<float> rope_freq;  // per pair of a head
   std::vector<float> rope;       // per token: cos, sin of each pair's angle
   onebit::prepared_gemm product;  // reused by every 1-bit product
@@ -488,18 +494,22 @@ inline void add_scaled(float* __restrict y, float a, const float* __restrict v,
   for (; i < n; ++i) y[i] += a * v[i];
 }
 
-// One head's attention for one query: scores against positions [0, len) of the transposed
-// keys (rows of `seq_len`), softmax, and the weighted sum of the values into out. Each score
-// and each output is summed in run.c's order (over i, then over t), so the result is run.c's.
-inline void attend(const float* q, const float* keys, std::size_t seq_len, const float* values,
-                   std::size_t value_stride, std::size_t len, std::size_t head_size,
-                   float scale, float* att, float* out) noexcept {
+// One head's attention for one query: scores against positions [0, len) of the key tiles
+// (state's layout), softmax, and the weighted sum of the values (rows of head_size) into out.
+// Each score and each output is summed in run.c's order (over i, then over t).
+inline void attend(const float* q, const float* keys, const float* values, std::size_t len,
+                   std::size_t head_size, float scale, float* att, float* out) noexcept {
+  constexpr std::size_t tile = state::key_tile;
   std::fill(att, att + len, 0.0f);
-  for (std::size_t i = 0; i < head_size; ++i) add_scaled(att, q[i], keys + i * seq_len, len);
+  for (std::size_t t0 = 0; t0 < len; t0 += tile) {
+    const float* k = keys + t0 * head_size;  // tile t0 / tile: head_size x tile
+    const std::size_t width = std::min(tile, len - t0);
+    for (std::size_t i = 0; i < head_size; ++i) add_scaled(att + t0, q[i], k + i * tile, width);
+  }
   for (std::size_t t = 0; t < len; ++t) att[t] /= scale;
   softmax(att, len);
   std::fill(out, out + head_size, 0.0f);
-  for (std::size_t t = 0; t < len; ++t) add_scaled(out, att[t], values + t * value_stride, head_size);
+  for (std::size_t t = 0; t < len; ++t) add_scaled(out, att[t], values + t * head_size, head_size);
 }
 
 // f(begin, end) over [0, n) split in one range per thread of the pool (or all on this one).
@@ -584,16 +594,18 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     const block& b = m.blocks[l];
     for (std::size_t r = 0; r < n; ++r)
       rmsnorm(st.xb.data() + r * dim, x + r * dim, b.rms_att.data(), dim);
-    float* keys = st.key_cache.data() + l * seq_len * kv_dim;  // kv_heads x head_size x seq_len
+    const std::size_t tiles = (seq_len + state::key_tile - 1) / state::key_tile;
+    float* keys = st.key_cache.data() + l * tiles * state::key_tile * kv_dim;
     float* values = st.value_cache.data() + l * seq_len * kv_dim;
     clock.charge(&forward_profile::rest);
     run(*b.wq, l, slot::wq, st.xb.data(), st.q.data(), n, ctx, observe);
     run(*b.wk, l, slot::wk, st.xb.data(), st.k.data(), n, ctx, observe);
-    run(*b.wv, l, slot::wv, st.xb.data(), values + pos0 * kv_dim, n, ctx, observe);
+    run(*b.wv, l, slot::wv, st.xb.data(), st.v.data(), n, ctx, observe);
     clock.charge(&forward_profile::linear);
 
     // RoPE, as run.c: each pair (i, i+1) of every head turns by pos / 10000^(i'/head_size),
-    // i' = i mod head_size; queries over dim, keys over kv_dim. Keys then go to the cache.
+    // i' = i mod head_size; queries over dim, keys over kv_dim. Keys and values then go to
+    // the cache, head by head.
     for (std::size_t r = 0; r < n; ++r) {
       const float* cs = st.rope.data() + r * head_size;
       for (int which = 0; which < 2; ++which) {
@@ -606,7 +618,14 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
           vec[i + 1] = v0 * fci + v1 * fcr;
         }
       }
-      for (std::size_t j = 0; j < kv_dim; ++j) keys[j * seq_len + pos0 + r] = st.k[r * kv_dim + j];
+      const std::size_t t = pos0 + r, tile = t / state::key_tile, lane = t % state::key_tile;
+      for (std::size_t h = 0; h < kv_dim / head_size; ++h) {
+        float* key_tile = keys + ((h * tiles + tile) * head_size) * state::key_tile + lane;
+        const float* kr = st.k.data() + r * kv_dim + h * head_size;
+        for (std::size_t i = 0; i < head_size; ++i) key_tile[i * state::key_tile] = kr[i];
+        std::memcpy(values + (h * seq_len + t) * head_size, st.v.data() + r * kv_dim + h * head_size,
+                    head_size * sizeof(float));
+      }
     }
 
     // Grouped-query attention: query head h reads key/value head h / kv_mul. Heads split over
@@ -616,8 +635,9 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
       for (std::size_t h = h_begin; h < h_end; ++h) {
         const std::size_t kvh = h / kv_mul;
         for (std::size_t r = 0; r < n; ++r)
-          attend(st.q.data() + r * dim + h * head_size, keys + kvh * head_size * seq_len,
-                 seq_len, values + kvh * head_size, kv_dim, pos0 + r + 1, head_size, scale,
+          attend(st.q.data() + r * dim + h * head_size,
+                 keys + kvh * tiles * state::key_tile * head_size,
+                 values + kvh * seq_len * head_size, pos0 + r + 1, head_size, scale,
                  st.att.data() + h * seq_len, st.xb.data() + r * dim + h * head_size);
       }
     });
@@ -633,7 +653,8 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     run(*b.w1, l, slot::w1, st.xb.data(), st.hb.data(), n, ctx, observe);
     run(*b.w3, l, slot::w3, st.xb.data(), st.hb2.data(), n, ctx, observe);
     clock.charge(&forward_profile::linear);
-    split(o.pool, n * hidden, [&](std::size_t begin, std::size_t end) {
+    // Split only where the exps take tens of µs: below, the hand-off costs more than it saves.
+    split(n * hidden >= 8192 ? o.pool : nullptr, n * hidden, [&](std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
         float val = st.hb[i];
         val *= 1.0f / (1.0f + std::exp(-val));
