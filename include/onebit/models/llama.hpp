@@ -500,11 +500,18 @@ inline void add_scaled(float* __restrict y, float a, const float* __restrict v,
 inline void attend(const float* q, const float* keys, const float* values, std::size_t len,
                    std::size_t head_size, float scale, float* att, float* out) noexcept {
   constexpr std::size_t tile = state::key_tile;
-  std::fill(att, att + len, 0.0f);
   for (std::size_t t0 = 0; t0 < len; t0 += tile) {
     const float* k = keys + t0 * head_size;  // tile t0 / tile: head_size x tile
-    const std::size_t width = std::min(tile, len - t0);
-    for (std::size_t i = 0; i < head_size; ++i) add_scaled(att + t0, q[i], k + i * tile, width);
+    // The tile's scores stay in registers over the whole sum (unrolled: GCC at -O2 would
+    // otherwise keep them on the stack); lanes past len (positions not written yet) are summed
+    // too, and dropped.
+    float sum[tile] = {};
+    for (std::size_t i = 0; i < head_size; ++i) {
+      const float qi = q[i];
+#pragma GCC unroll 16
+      for (std::size_t u = 0; u < tile; ++u) sum[u] += qi * k[i * tile + u];
+    }
+    std::copy_n(sum, std::min(tile, len - t0), att + t0);
   }
   for (std::size_t t = 0; t < len; ++t) att[t] /= scale;
   softmax(att, len);
