@@ -19,7 +19,7 @@
 // one forward_tokens call of --prefill tokens from position 0. Wall time throughout.
 //
 // The streaming-read bandwidth of the machine is measured in the same run (1 and 2 threads,
-// best of 3 over a 1 GiB buffer), and decode is reported against the bound it sets: the bytes
+// best of 7 over a 1 GiB buffer), and decode is reported against the bound it sets: the bytes
 // of weights one token reads (every packed layer with its g and h, the classifier, one
 // embedding row) over that bandwidth; a second bound adds the KV cache a token reads.
 //
@@ -258,7 +258,7 @@ double stream_bandwidth(unsigned threads, std::size_t bytes) {
   onebit::thread_pool pool(threads);
   std::atomic<std::uint64_t> sink{0};
   double best = 0;
-  for (int rep = 0; rep < 4; ++rep) {
+  for (int rep = 0; rep < 8; ++rep) {  // the first one untimed: page and cache warm-up
     const auto start = clock_type::now();
     pool.parallel_for(threads, [&](std::size_t t) {
       const std::size_t begin = n * t / threads, end = n * (t + 1) / threads;
