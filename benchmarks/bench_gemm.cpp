@@ -16,6 +16,8 @@
 //                                           a group-scaled layer (ggml Q1_0's form: the same
 //                                           signs, one FP16 scale per row and 128 inputs)
 //   streamed/4096x4096/batch:1/threads:<t>/<kernel>         weights rotated through > 2x LLC
+//   parallel/round_trip/threads:<t>/onebit_thread_pool      parallel_for(t, nothing): the
+//                                           hand-off and the wait every parallel product pays
 //
 // Counters: `weights/s` (out·in·batch per second), `weight_bytes` (bytes of weights one call
 // reads: 2 per FP16 weight, 4 per FP32 one, the packed bits plus g and h for onebit),
@@ -29,6 +31,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -412,6 +415,20 @@ void onebit_streamed_packed(benchmark::State& state, group g, onebit::kernel k) 
   set_rotation_counters(state, copies.size(), packed_weight_bytes(P));
 }
 
+// The empty parallel round trip: one index per thread, each doing nothing, back to back as a
+// forward pass calls its products; wall time. What is left of a product's time on two threads
+// beyond half its one-thread time is this plus the imbalance of the two halves.
+void round_trip(benchmark::State& state, unsigned threads) {
+  onebit::thread_pool pool(threads);
+  std::atomic<std::size_t> sink{0};
+  pool.parallel_for(threads, [&](std::size_t i) { sink.fetch_add(i, std::memory_order_relaxed); });
+  for (auto _ : state)
+    pool.parallel_for(threads, [&](std::size_t i) {
+      if (i == threads) sink.fetch_add(1, std::memory_order_relaxed);  // never: keeps f real
+    });
+  benchmark::DoNotOptimize(sink.load());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registration: the table, group by group.
 
@@ -449,6 +466,15 @@ bool reference_row(const group& g) {
 }
 
 void register_rows() {
+  for (unsigned threads : thread_counts) {
+    const std::string name =
+        "parallel/round_trip/threads:" + std::to_string(threads) + "/onebit_thread_pool";
+    benchmark::RegisterBenchmark(name.c_str(),
+                                 [threads](benchmark::State& st) { round_trip(st, threads); })
+        ->Unit(benchmark::kMicrosecond)
+        ->MinTime(min_time)
+        ->UseRealTime();
+  }
   for (const shape& s : shapes)
     for (std::size_t batch : batches)
       for (unsigned threads : thread_counts) {

@@ -97,7 +97,39 @@ def markdown(context, lines):
                 out.append(f"| {kernel} | {threads} | " + " | ".join(cells) + " |")
         out.append("")
     out.append(against_eigen(lines))
+    out.append(scaling(lines))
     return "\n".join(out)
+
+
+def scaling(lines, batch=1):
+    """Two threads against one: weights/s of each kernel at batch 1, and their ratio."""
+    out = [f"Two threads against one, batch {batch}: GWeights/s and the ratio (same run).\n",
+           "| shape | kernel | 1 thread | 2 threads | ratio |", "|---|---|---|---|---|"]
+    for (section, o, i, threads, kernel) in lines:
+        if section != "gemm" or threads != 1:
+            continue
+        one = lines[(section, o, i, 1, kernel)].get(batch)
+        two = lines.get((section, o, i, 2, kernel), {}).get(batch)
+        if one and two and one[1]:
+            out.append(f"| {o}x{i} | {kernel} | {one[1] / 1e9:.1f} | {two[1] / 1e9:.1f} | "
+                       f"{two[1] / one[1]:.2f}x |")
+    return "\n".join(out) + "\n"
+
+
+def round_trips(path):
+    """The empty parallel round trip rows (parallel/round_trip/threads:<t>/...), in µs."""
+    with open(path) as f:
+        data = json.load(f)
+    out = []
+    for b in data.get("benchmarks", []):
+        m = re.match(r"^parallel/round_trip/threads:(\d+)/(\w+)", b.get("run_name", b["name"]))
+        if m and not b.get("error_occurred") and b.get("run_type") != "aggregate":
+            scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]
+            out.append(f"| {m[2]} | {m[1]} | {b['real_time'] * scale:.2f} |")
+    if not out:
+        return ""
+    return ("Empty parallel round trip (parallel_for of one empty index per thread), wall time.\n\n"
+            "| pool | threads | µs per call |\n|---|---|---|\n" + "\n".join(out) + "\n")
 
 
 def against_eigen(lines, eigen="eigen_fp32_avx2"):
@@ -181,6 +213,7 @@ def main(argv):
         return 1
     lines = speedups(rows)
     print(markdown(context, lines))
+    print(round_trips(argv[1]))
     plot(lines, argv[2] if len(argv) > 2 else "speedup.png")
     return 0
 

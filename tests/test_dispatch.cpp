@@ -66,6 +66,28 @@ TEST_CASE("a product reports the body that ran; vnni_int8 without VNNI runs popc
   }
 }
 
+TEST_CASE("lut on the standard layout runs popcount_int8's body on SIMD paths, its tables on portable") {
+  const auto layer = onebit_test::random_layer<std::uint64_t>(37, 200);
+  const std::vector<float> x = onebit_test::gaussian(3 * 200);
+  std::vector<float> y_lut(3 * 37), y_popcount(3 * 37);
+  for (isa path : onebit_test::runnable_paths()) {
+    CAPTURE(onebit::to_string(path));
+    auto p = onebit::prepare(layer, x.data(), 3, 200, y_lut.data(), 37, {kernel::lut, path});
+    p.run();
+    const std::string name = p.body_name();
+    MESSAGE("lut on the standard layout on ", std::string(onebit::to_string(path)), " runs ", name);
+    if (path == isa::portable) {
+      CHECK(p.chosen_kernel() == kernel::lut);
+      CHECK(name == "lut::portable::byte_table_rows");
+    } else {
+      CHECK(p.chosen_kernel() == kernel::popcount_int8);
+      CHECK(name == "popcount::" + std::string(onebit::to_string(path)) + "::int8_rows");
+    }
+    onebit::gemm(layer, x.data(), 3, 200, y_popcount.data(), 37, {kernel::popcount_int8, path});
+    CHECK(std::memcmp(y_lut.data(), y_popcount.data(), y_lut.size() * sizeof(float)) == 0);
+  }
+}
+
 TEST_CASE("every kernel on every path names its body; the table is built once") {
   const auto layer = onebit_test::random_layer<std::uint64_t>(40, 96);
   const std::vector<float> x = onebit_test::gaussian(96);

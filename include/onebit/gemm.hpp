@@ -190,7 +190,8 @@ class prepared_gemm {
   std::size_t rows() const noexcept { return args_.rows; }
   std::size_t batch() const noexcept { return args_.batch; }
   // The kernel whose body runs: the one asked for, except that vnni_int8 runs popcount_int8's
-  // body (the same integer sums) on paths without VNNI, and reports popcount_int8 there.
+  // body (the same integer sums) on paths without VNNI, and lut on the standard layout on
+  // SIMD paths (where its portable tables are slower), and report popcount_int8 there.
   kernel chosen_kernel() const noexcept { return kernel_; }
   // The body that runs, as its namespace and function ("popcount::avx2::int8_rows"): a path
   // without a body of its own for a kernel runs that of a lesser path (sse41 add_only runs

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
-#include <functional>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -24,7 +26,16 @@ namespace onebit {
 
 // `threads` workers in all, the calling thread being one of them: parallel_for(n, f) runs
 // f(0) .. f(n-1) across them and returns when all are done (rethrowing the first exception
-// any f threw). One parallel_for at a time per pool; the pool is not reentrant.
+// any f threw; the other indices still run). One parallel_for at a time per pool: a call from
+// inside f, or from a second thread while one runs, throws std::logic_error.
+//
+// Built for hot loops of 10-100 µs (one layer's product): one hand-off per call, no lock on
+// the way unless a thread sleeps. The caller publishes the call (function, n) and bumps a
+// generation counter; workers that spin on it (pause, for about spin_time after their last
+// task) see it within ~100 ns, sleeping ones are woken through a condition variable. Indices
+// are claimed one at a time from a word that holds the generation beside the next index, so a
+// worker that wakes after its call has ended claims nothing. The caller, after its own
+// indices, spins on the count of finished ones and sleeps only if they take long.
 class thread_pool {
  public:
   explicit thread_pool(std::size_t threads = std::max(1u, std::thread::hardware_concurrency())) {
@@ -35,9 +46,10 @@ class thread_pool {
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
   ~thread_pool() {
+    stopping_.store(true);
+    generation_.fetch_add(1);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
+      std::lock_guard<std::mutex> lock(mutex_);  // a worker between its check and its wait
     }
     wake_.notify_all();
     for (std::thread& t : workers_) t.join();
@@ -48,67 +60,144 @@ class thread_pool {
   template <class F>
   void parallel_for(std::size_t n, F&& f) {
     if (n == 0) return;
+    if (busy_.exchange(true, std::memory_order_acquire))
+      throw std::logic_error("onebit::thread_pool::parallel_for: called while a call runs");
+    struct release {
+      std::atomic<bool>& busy;
+      ~release() { busy.store(false, std::memory_order_release); }
+    } guard{busy_};
     if (workers_.empty() || n == 1) {
       for (std::size_t i = 0; i < n; ++i) f(i);
       return;
     }
-    std::function<void(std::size_t)> task(std::ref(f));
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      task_ = &task;
-      count_ = n;
-      next_.store(0);
-      unfinished_ = n;
-      error_ = nullptr;
-      ++generation_;
-    }
-    wake_.notify_all();
-    run_tasks();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return unfinished_ == 0; });
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    using Fn = std::remove_reference_t<F>;
+    run(n, const_cast<void*>(static_cast<const volatile void*>(std::addressof(f))),
+        [](void* fn, std::size_t i) { (*static_cast<Fn*>(fn))(i); });
   }
 
  private:
-  void work() {
-    std::size_t seen = 0;
-    for (;;) {
-      {
+  using call_fn = void (*)(void*, std::size_t);
+  static constexpr std::uint64_t index_bits = 32, index_mask = (std::uint64_t{1} << index_bits) - 1;
+  // How long an idle thread spins before it sleeps: long enough to cover the gap between two
+  // layers' products in a forward pass, short enough not to hold a core when the work stops.
+  static constexpr std::chrono::microseconds spin_time{200};
+
+  static void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#else
+    std::this_thread::yield();
+#endif
+  }
+
+  void run(std::size_t n, void* fn, call_fn call) {
+    if (static_cast<std::uint64_t>(n) > index_mask)
+      throw std::invalid_argument("onebit::thread_pool::parallel_for: n " + std::to_string(n) +
+                                  " > 2^32 - 1");
+    // Every index of the previous call was claimed and finished: no thread reads these now.
+    const std::uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    fn_.store(fn, std::memory_order_relaxed);
+    call_.store(call, std::memory_order_relaxed);
+    count_.store(n, std::memory_order_relaxed);
+    finished_.store(0, std::memory_order_relaxed);
+    failed_.store(false, std::memory_order_relaxed);
+    error_ = nullptr;
+    claim_.store((generation & generation_mask) << index_bits, std::memory_order_relaxed);
+    // seq_cst, with the sleepers' count read after it: a worker that counted itself asleep
+    // before this store is woken; one that counts itself after it sees the new generation.
+    generation_.store(generation, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) != 0) {
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      wake_.notify_all();
+    }
+    run_indices(generation, fn, call, n);
+    // Wait for the indices the workers claimed.
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned spin = 0; finished_.load(std::memory_order_acquire) != n; ++spin) {
+      pause();
+      if (spin % 64 == 63 && std::chrono::steady_clock::now() - start > spin_time) {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
+        caller_waits_.store(true, std::memory_order_seq_cst);
+        done_.wait(lock, [&] { return finished_.load(std::memory_order_seq_cst) == n; });
+        caller_waits_.store(false, std::memory_order_relaxed);
+        break;
       }
-      run_tasks();
+    }
+    if (failed_.load(std::memory_order_relaxed)) std::rethrow_exception(error_);
+  }
+
+  // Claims and runs indices of call `generation` until none is left (or the call is over).
+  void run_indices(std::uint64_t generation, void* fn, call_fn call, std::size_t n) {
+    const std::uint64_t tag = (generation & generation_mask) << index_bits;
+    std::size_t ran = 0;
+    std::uint64_t word = claim_.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((word & ~index_mask) != tag || (word & index_mask) >= n) break;
+      if (!claim_.compare_exchange_weak(word, word + 1, std::memory_order_acquire,
+                                        std::memory_order_relaxed))
+        continue;
+      try {
+        call(fn, static_cast<std::size_t>(word & index_mask));
+      } catch (...) {
+        if (!failed_.exchange(true, std::memory_order_relaxed)) error_ = std::current_exception();
+      }
+      ++ran;
+      word = claim_.load(std::memory_order_relaxed);
+    }
+    if (ran == 0) return;
+    // The release orders f's writes (and error_) before the caller's acquire of the count.
+    const std::size_t total = finished_.fetch_add(ran, std::memory_order_seq_cst) + ran;
+    if (total == n && caller_waits_.load(std::memory_order_seq_cst)) {
+      { std::lock_guard<std::mutex> lock(mutex_); }
+      done_.notify_one();
     }
   }
 
-  void run_tasks() {
-    std::size_t finished = 0;
-    for (std::size_t i; (i = next_.fetch_add(1)) < count_;) {
-      try {
-        (*task_)(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!error_) error_ = std::current_exception();
+  void work() {
+    std::uint64_t seen = 0;
+    for (;;) {
+      std::uint64_t now = generation_.load(std::memory_order_acquire);
+      if (now == seen) {
+        const auto start = std::chrono::steady_clock::now();
+        for (unsigned spin = 0; now == seen; ++spin) {
+          pause();
+          now = generation_.load(std::memory_order_acquire);
+          if (now == seen && spin % 64 == 63 &&
+              std::chrono::steady_clock::now() - start > spin_time) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            sleepers_.fetch_add(1, std::memory_order_seq_cst);
+            wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+            sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            now = generation_.load(std::memory_order_acquire);
+          }
+        }
       }
-      ++finished;
+      seen = now;
+      if (stopping_.load()) return;
+      // Read after the generation: the values of call `now` or of a later one, whose claims
+      // carry another tag, so a late worker claims nothing with them.
+      run_indices(now, fn_.load(std::memory_order_relaxed), call_.load(std::memory_order_relaxed),
+                  count_.load(std::memory_order_relaxed));
     }
-    if (finished == 0) return;
-    std::lock_guard<std::mutex> lock(mutex_);
-    unfinished_ -= finished;
-    if (unfinished_ == 0) done_.notify_all();
   }
+
+  static constexpr std::uint64_t generation_mask = (std::uint64_t{1} << (64 - index_bits)) - 1;
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  const std::function<void(std::size_t)>* task_ = nullptr;
-  std::size_t count_ = 0, unfinished_ = 0, generation_ = 0;
-  std::atomic<std::size_t> next_{0};
+  std::atomic<bool> busy_{false}, stopping_{false}, failed_{false}, caller_waits_{false};
+  // Apart, on lines of their own: workers spin on the generation while indices are claimed.
+  alignas(64) std::atomic<std::uint64_t> generation_{0};
+  alignas(64) std::atomic<std::uint64_t> claim_{0};  // generation (low 32 bits) << 32 | next index
+  std::atomic<void*> fn_{nullptr};
+  std::atomic<call_fn> call_{nullptr};
+  std::atomic<std::size_t> count_{0};
+  alignas(64) std::atomic<std::size_t> finished_{0};
+  std::atomic<unsigned> sleepers_{0};
   std::exception_ptr error_;
-  bool stopping_ = false;
 };
 
 namespace detail {
@@ -125,12 +214,13 @@ struct has_finish<P, std::void_t<decltype(std::declval<const P&>().finish_rows(0
     : std::true_type {};
 
 // Splits the rows of a prepared product (anything with rows(), row_block() and a const,
-// noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into about 4 ranges per
-// thread (so a slow thread does not hold the others back), each starting on a multiple of the
-// product's row block so that no block is computed twice. A product with a finishing step
-// (prepared_gemm of a layer with post_norm) then finishes its batch rows, split over the
-// threads too, once every range is done: each batch row's finish is the same code on the same
-// pre-norm bits wherever it runs, so the result is the one-thread gemm's.
+// noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into one contiguous range
+// per thread, each starting on a multiple of the product's row block so that no block is
+// computed twice. One range each: a product of 30-200 µs has no room for more hand-offs, and
+// thread_pool's claiming lets the caller take a range a late worker has not started. A product
+// with a finishing step (prepared_gemm of a layer with post_norm) then finishes its batch rows,
+// split over the threads too, once every range is done: each batch row's finish is the same
+// code on the same pre-norm bits wherever it runs, so the result is the one-thread gemm's.
 template <class Executor, class Prepared>
 void run_parallel(Executor& executor, const Prepared& p) {
   std::size_t threads = 0;
@@ -139,7 +229,7 @@ void run_parallel(Executor& executor, const Prepared& p) {
   const std::size_t rows = p.rows();
   const std::size_t block = std::max<std::size_t>(1, p.row_block());
   const std::size_t blocks = (rows + block - 1) / block;
-  const std::size_t ranges = std::min(blocks, threads == 1 ? 1 : 4 * threads);
+  const std::size_t ranges = std::min(blocks, threads);
   executor.parallel_for(ranges, [&p, block, blocks, ranges](std::size_t i) {
     p.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
   });

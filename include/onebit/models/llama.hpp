@@ -16,6 +16,7 @@
 
 #include "../gemm.hpp"
 #include "../lowbit_linear.hpp"
+#include "../parallel.hpp"
 #include "../quant/distill.hpp"
 #include "../quant/rtn.hpp"
 #include "../quant/svid.hpp"
@@ -23,6 +24,7 @@
 #include "llama_math.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <random>
 #include <cmath>
@@ -39,6 +41,14 @@
 
 namespace onebit::llama {
 
+// How a layer runs several rows: the pool its product is split over (null: this thread alone)
+// and the prepared product whose memory every call reuses (null: each call makes its own), so
+// that a forward pass allocates nothing per token.
+struct run_context {
+  onebit::thread_pool* pool = nullptr;
+  onebit::prepared_gemm* product = nullptr;
+};
+
 // A linear map y = W·x with W out x in, whatever stores W.
 class layer {
  public:
@@ -47,6 +57,13 @@ class layer {
   virtual std::size_t out_features() const = 0;
   // One row: y (out values) from x (in values).
   virtual void forward(const float* x, float* y) const = 0;
+  // `rows` rows, x rows in_features() apart, y rows out_features() apart: a prompt's tokens in
+  // one product. Each row's result is forward()'s. This default runs forward() row by row.
+  virtual void forward_rows(const float* x, std::size_t rows, float* y,
+                            const run_context& ctx) const {
+    (void)ctx;
+    for (std::size_t r = 0; r < rows; ++r) forward(x + r * in_features(), y + r * out_features());
+  }
   // What it is, e.g. "float", "onebit", "rtn w2 g32".
   virtual std::string kind() const = 0;
   // Bits its weights take (value vectors, scales and zeros included).
@@ -95,14 +112,59 @@ class onebit_layer final : public layer {
   void forward(const float* x, float* y) const override {
     onebit::gemv(layer_, x, y, kernel_);
   }
+  void forward_rows(const float* x, std::size_t rows, float* y,
+                    const run_context& ctx) const override {
+    run_product(ctx, [&](onebit::prepared_gemm& p) {
+      p.prepare(layer_, x, rows, in_features(), y, out_features(), onebit::gemm_options{kernel_});
+    });
+  }
   std::string kind() const override { return kind_; }
   std::size_t storage_bits() const override { return layer_.storage_bits(); }
   const onebit::linear<>& linear() const noexcept { return layer_; }
+
+  // Prepares into the context's product (or a local one) and runs its rows on the pool.
+  template <class Prepare>
+  static void run_product(const run_context& ctx, Prepare&& prepare) {
+    onebit::prepared_gemm local;
+    onebit::prepared_gemm& p = ctx.product != nullptr ? *ctx.product : local;
+    prepare(p);
+    if (ctx.pool != nullptr)
+      onebit::detail::run_parallel(*ctx.pool, p);
+    else
+      p.run();
+  }
 
  private:
   onebit::linear<> layer_;
   std::string kind_;
   onebit::kernel kernel_;
+};
+
+// A OneBit layer packed once for its kernel (onebit::pack): what an engine runs.
+class packed_onebit_layer final : public layer {
+ public:
+  explicit packed_onebit_layer(onebit::packed_linear l) : layer_(std::move(l)) {
+    if (layer_.empty()) throw std::invalid_argument("llama::packed_onebit_layer: an empty layer");
+  }
+  std::size_t in_features() const override { return layer_.in_features(); }
+  std::size_t out_features() const override { return layer_.out_features(); }
+  void forward(const float* x, float* y) const override { onebit::gemv(layer_, x, y); }
+  void forward_rows(const float* x, std::size_t rows, float* y,
+                    const run_context& ctx) const override {
+    onebit_layer::run_product(ctx, [&](onebit::prepared_gemm& p) {
+      p.prepare(layer_, x, rows, in_features(), y, out_features());
+    });
+  }
+  std::string kind() const override {
+    return std::string("onebit ") + onebit::to_string(layer_.packed_kernel()) + " packed";
+  }
+  std::size_t storage_bits() const override {
+    return 8 * layer_.bytes() + 16 * (layer_.in_features() + layer_.out_features());
+  }
+  const onebit::packed_linear& packed() const noexcept { return layer_; }
+
+ private:
+  onebit::packed_linear layer_;
 };
 
 // A k-bit RTN (or any lowbit_matrix) layer run on the 1-bit kernels as k sign planes plus the
@@ -214,6 +276,10 @@ struct model {
   std::vector<block> blocks;
   std::vector<float> rms_final;   // dim
   std::vector<float> classifier;  // vocab x dim, float always
+  // An engine's alternatives: the embedding in half (used when token_embedding is empty) and
+  // the classifier as a layer (used, on the pool, when set; e.g. FP16 weights).
+  std::vector<half> token_embedding_half;
+  layer_ptr classifier_layer;
 
   // The float weights a layer started from (out x in, row-major) and its shape.
   struct matrix {
@@ -338,17 +404,54 @@ inline layer_ptr rtn_layer(const float* w, std::size_t rows, std::size_t cols,
 using tap = std::function<void(std::size_t layer, slot s, const float* x, std::size_t in,
                                const float* y, std::size_t out)>;
 
-// The KV cache and scratch of one sequence.
+// The KV cache and scratch of one sequence, for up to `max_tokens` tokens per forward call
+// (1 for decoding; a prompt's length for prefill). The cache is laid out for attention's reads,
+// one key/value head at a time in contiguous memory (a row per position kv_dim floats apart
+// put every position of a 7B model's head on its own page). Keys are transposed in tiles of
+// key_tile positions: component i of head h's key at position t is
+//   key_cache[(((l·kv_heads + h)·tiles + t / key_tile)·head_size + i)·key_tile + t % key_tile]
+// (tiles = seq_len rounded up to key_tile, / key_tile), so a query's scores against a tile are
+// sums over i of contiguous runs, vectorised across positions, each score summed in run.c's
+// order. Values: value_cache[((l·kv_heads + h)·seq_len + t)·head_size + i].
 struct state {
-  explicit state(const config& c)
-      : x(static_cast<std::size_t>(c.dim)), xb(x.size()), xb2(x.size()), q(x.size()),
-        hb(static_cast<std::size_t>(c.hidden_dim)), hb2(hb.size()),
+  static constexpr std::size_t key_tile = 16;
+  explicit state(const config& c, std::size_t max_tokens = 1)
+      : max_tokens(std::max<std::size_t>(1, max_tokens)),
+        x(this->max_tokens * static_cast<std::size_t>(c.dim)), xb(x.size()), xb2(x.size()),
+        q(x.size()), k(this->max_tokens * static_cast<std::size_t>(c.kv_dim())), v(k.size()),
+        hb(this->max_tokens * static_cast<std::size_t>(c.hidden_dim)), hb2(hb.size()),
         att(static_cast<std::size_t>(c.n_heads) * static_cast<std::size_t>(c.seq_len)),
         logits(static_cast<std::size_t>(c.vocab_size)),
-        key_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
+        key_cache(static_cast<std::size_t>(c.n_layers) *
+                  ((static_cast<std::size_t>(c.seq_len) + key_tile - 1) / key_tile * key_tile) *
                   static_cast<std::size_t>(c.kv_dim())),
-        value_cache(key_cache.size()) {}
-  std::vector<float> x, xb, xb2, q, hb, hb2, att, logits, key_cache, value_cache;
+        value_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
+                    static_cast<std::size_t>(c.kv_dim())),
+        rope_freq(static_cast<std::size_t>(c.head_size() / 2)),
+        rope(this->max_tokens * static_cast<std::size_t>(c.head_size())) {
+    for (std::size_t j = 0; j < rope_freq.size(); ++j)
+      rope_freq[j] = rope_frequency(2 * j, static_cast<std::size_t>(c.head_size()));
+  }
+  std::size_t max_tokens;
+  std::vector<float> x, xb, xb2, q, k, v, hb, hb2, att, logits, key_cache, value_cache;
+  std::vector<float> rope_freq;  // per pair of a head
+  std::vector<float> rope;       // per token: cos, sin of each pair's angle
+  onebit::prepared_gemm product;  // reused by every 1-bit product
+};
+
+// Where a forward call's time went (wall seconds, added up over calls): the seven products of
+// every block, attention (RoPE, scores, softmax, weighted values), the classifier, the rest
+// (embedding, RMSNorm, SwiGLU, residuals).
+struct forward_profile {
+  double linear = 0, attention = 0, classifier = 0, rest = 0;
+  double total() const noexcept { return linear + attention + classifier + rest; }
+};
+
+// How forward_tokens runs: the pool that splits the products, the attention heads and SwiGLU
+// (null: this thread), and where to add up the time (null: not measured).
+struct forward_options {
+  onebit::thread_pool* pool = nullptr;
+  forward_profile* profile = nullptr;
 };
 
 namespace detail {
@@ -370,106 +473,253 @@ inline void softmax(float* x, std::size_t size) {
   for (std::size_t i = 0; i < size; ++i) x[i] /= sum;
 }
 
-inline void run(const layer& f, std::size_t l, slot s, const float* x, float* y, const tap* t) {
-  f.forward(x, y);
-  if (t != nullptr && *t) (*t)(l, s, x, f.in_features(), y, f.out_features());
+inline void run(const layer& f, std::size_t l, slot s, const float* x, float* y,
+                std::size_t rows, const run_context& ctx, const tap* t) {
+  if (rows == 1)
+    f.forward(x, y);
+  else
+    f.forward_rows(x, rows, y, ctx);
+  if (t != nullptr && *t)
+    for (std::size_t r = 0; r < rows; ++r)
+      (*t)(l, s, x + r * f.in_features(), f.in_features(), y + r * f.out_features(),
+           f.out_features());
+}
+
+// y[0..n) += a · v[0..n): blocks of 8 the compiler turns into vector code at -O2.
+inline void add_scaled(float* __restrict y, float a, const float* __restrict v,
+                       std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (std::size_t u = 0; u < 8; ++u) y[i + u] += a * v[i + u];
+  for (; i < n; ++i) y[i] += a * v[i];
+}
+
+// One head's attention for one query: scores against positions [0, len) of the key tiles
+// (state's layout), softmax, and the weighted sum of the values (rows of head_size) into out.
+// Each score and each output is summed in run.c's order (over i, then over t).
+inline void attend(const float* q, const float* keys, const float* values, std::size_t len,
+                   std::size_t head_size, float scale, float* att, float* out) noexcept {
+  constexpr std::size_t tile = state::key_tile;
+  for (std::size_t t0 = 0; t0 < len; t0 += tile) {
+    const float* k = keys + t0 * head_size;  // tile t0 / tile: head_size x tile
+    // The tile's scores stay in registers over the whole sum (unrolled: GCC at -O2 would
+    // otherwise keep them on the stack); lanes past len (positions not written yet) are summed
+    // too, and dropped.
+    float sum[tile] = {};
+    for (std::size_t i = 0; i < head_size; ++i) {
+      const float qi = q[i];
+#pragma GCC unroll 16
+      for (std::size_t u = 0; u < tile; ++u) sum[u] += qi * k[i * tile + u];
+    }
+    std::copy_n(sum, std::min(tile, len - t0), att + t0);
+  }
+  for (std::size_t t = 0; t < len; ++t) att[t] /= scale;
+  softmax(att, len);
+  std::fill(out, out + head_size, 0.0f);
+  for (std::size_t t = 0; t < len; ++t) add_scaled(out, att[t], values + t * head_size, head_size);
+}
+
+// f(begin, end) over [0, n) split in one range per thread of the pool (or all on this one).
+template <class F>
+void split(onebit::thread_pool* pool, std::size_t n, F&& f) {
+  if (pool == nullptr || pool->size() == 1 || n < 2) {
+    f(std::size_t{0}, n);
+    return;
+  }
+  const std::size_t parts = std::min(n, pool->size());
+  pool->parallel_for(parts, [&](std::size_t i) { f(n * i / parts, n * (i + 1) / parts); });
+}
+
+class stopwatch {
+ public:
+  explicit stopwatch(forward_profile* p) : p_(p) {
+    if (p_) last_ = std::chrono::steady_clock::now();
+  }
+  void charge(double forward_profile::*bucket) {
+    if (!p_) return;
+    const auto now = std::chrono::steady_clock::now();
+    p_->*bucket += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  forward_profile* p_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+inline void check_tokens(const model& m, const state& st, const int* tokens, std::size_t n,
+                         int pos) {
+  const config& p = m.cfg;
+  if (n == 0 || n > st.max_tokens || pos < 0 ||
+      static_cast<std::size_t>(pos) + n > static_cast<std::size_t>(p.seq_len))
+    throw std::invalid_argument("llama::forward: " + std::to_string(n) +
+                                " tokens at position " + std::to_string(pos) + " (state for " +
+                                std::to_string(st.max_tokens) + " tokens, seq_len " +
+                                std::to_string(p.seq_len) + ")");
+  for (std::size_t r = 0; r < n; ++r)
+    if (tokens[r] < 0 || tokens[r] >= p.vocab_size)
+      throw std::invalid_argument("llama::forward: token " + std::to_string(tokens[r]) +
+                                  " out of range (vocab " + std::to_string(p.vocab_size) + ")");
+}
+
+// The forward pass of tokens[0..n) at positions pos .. pos+n-1; the logits of the last.
+inline const float* forward_impl(const model& m, state& st, const int* tokens, std::size_t n,
+                                 int pos, const forward_options& o, const tap* observe,
+                                 std::size_t blocks) {
+  check_tokens(m, st, tokens, n, pos);
+  const config& p = m.cfg;
+  const std::size_t dim = static_cast<std::size_t>(p.dim);
+  const std::size_t kv_dim = static_cast<std::size_t>(p.kv_dim());
+  const std::size_t kv_mul = static_cast<std::size_t>(p.n_heads / p.n_kv_heads);
+  const std::size_t hidden = static_cast<std::size_t>(p.hidden_dim);
+  const std::size_t head_size = static_cast<std::size_t>(p.head_size());
+  const std::size_t heads = static_cast<std::size_t>(p.n_heads);
+  const std::size_t seq_len = static_cast<std::size_t>(p.seq_len);
+  const std::size_t pos0 = static_cast<std::size_t>(pos);
+  const run_context ctx{o.pool, &st.product};
+  stopwatch clock(o.profile);
+
+  float* x = st.x.data();
+  for (std::size_t r = 0; r < n; ++r) {
+    const std::size_t row = static_cast<std::size_t>(tokens[r]) * dim;
+    if (!m.token_embedding.empty())
+      std::memcpy(x + r * dim, m.token_embedding.data() + row, dim * sizeof(float));
+    else
+      onebit::to_float(m.token_embedding_half.data() + row, x + r * dim, dim);
+  }
+  // RoPE's cos and sin for each token's position: pos·freq as run.c computes it.
+  for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t j = 0; j < head_size / 2; ++j) {
+      const float val = static_cast<float>(pos0 + r) * st.rope_freq[j];
+      st.rope[r * head_size + 2 * j] = std::cos(val);
+      st.rope[r * head_size + 2 * j + 1] = std::sin(val);
+    }
+  clock.charge(&forward_profile::rest);
+
+  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
+    if (l == blocks) return nullptr;
+    const block& b = m.blocks[l];
+    for (std::size_t r = 0; r < n; ++r)
+      rmsnorm(st.xb.data() + r * dim, x + r * dim, b.rms_att.data(), dim);
+    const std::size_t tiles = (seq_len + state::key_tile - 1) / state::key_tile;
+    float* keys = st.key_cache.data() + l * tiles * state::key_tile * kv_dim;
+    float* values = st.value_cache.data() + l * seq_len * kv_dim;
+    clock.charge(&forward_profile::rest);
+    run(*b.wq, l, slot::wq, st.xb.data(), st.q.data(), n, ctx, observe);
+    run(*b.wk, l, slot::wk, st.xb.data(), st.k.data(), n, ctx, observe);
+    run(*b.wv, l, slot::wv, st.xb.data(), st.v.data(), n, ctx, observe);
+    clock.charge(&forward_profile::linear);
+
+    // RoPE, as run.c: each pair (i, i+1) of every head turns by pos / 10000^(i'/head_size),
+    // i' = i mod head_size; queries over dim, keys over kv_dim. Keys and values then go to
+    // the cache, head by head.
+    for (std::size_t r = 0; r < n; ++r) {
+      const float* cs = st.rope.data() + r * head_size;
+      for (int which = 0; which < 2; ++which) {
+        float* vec = which == 0 ? st.q.data() + r * dim : st.k.data() + r * kv_dim;
+        const std::size_t size = which == 0 ? dim : kv_dim;
+        for (std::size_t i = 0; i < size; i += 2) {
+          const float fcr = cs[i % head_size], fci = cs[i % head_size + 1];
+          const float v0 = vec[i], v1 = vec[i + 1];
+          vec[i] = v0 * fcr - v1 * fci;
+          vec[i + 1] = v0 * fci + v1 * fcr;
+        }
+      }
+      const std::size_t t = pos0 + r, tile = t / state::key_tile, lane = t % state::key_tile;
+      for (std::size_t h = 0; h < kv_dim / head_size; ++h) {
+        float* key_tile = keys + ((h * tiles + tile) * head_size) * state::key_tile + lane;
+        const float* kr = st.k.data() + r * kv_dim + h * head_size;
+        for (std::size_t i = 0; i < head_size; ++i) key_tile[i * state::key_tile] = kr[i];
+        std::memcpy(values + (h * seq_len + t) * head_size, st.v.data() + r * kv_dim + h * head_size,
+                    head_size * sizeof(float));
+      }
+    }
+
+    // Grouped-query attention: query head h reads key/value head h / kv_mul. Heads split over
+    // the pool; each head takes every token in turn (token r sees positions <= pos0 + r).
+    const float scale = std::sqrt(static_cast<float>(head_size));
+    split(o.pool, heads, [&](std::size_t h_begin, std::size_t h_end) {
+      for (std::size_t h = h_begin; h < h_end; ++h) {
+        const std::size_t kvh = h / kv_mul;
+        for (std::size_t r = 0; r < n; ++r)
+          attend(st.q.data() + r * dim + h * head_size,
+                 keys + kvh * tiles * state::key_tile * head_size,
+                 values + kvh * seq_len * head_size, pos0 + r + 1, head_size, scale,
+                 st.att.data() + h * seq_len, st.xb.data() + r * dim + h * head_size);
+      }
+    });
+    clock.charge(&forward_profile::attention);
+    run(*b.wo, l, slot::wo, st.xb.data(), st.xb2.data(), n, ctx, observe);
+    clock.charge(&forward_profile::linear);
+    for (std::size_t i = 0; i < n * dim; ++i) x[i] += st.xb2[i];
+
+    // SwiGLU FFN.
+    for (std::size_t r = 0; r < n; ++r)
+      rmsnorm(st.xb.data() + r * dim, x + r * dim, b.rms_ffn.data(), dim);
+    clock.charge(&forward_profile::rest);
+    run(*b.w1, l, slot::w1, st.xb.data(), st.hb.data(), n, ctx, observe);
+    run(*b.w3, l, slot::w3, st.xb.data(), st.hb2.data(), n, ctx, observe);
+    clock.charge(&forward_profile::linear);
+    // Split only where the exps take tens of µs: below, the hand-off costs more than it saves.
+    split(n * hidden >= 8192 ? o.pool : nullptr, n * hidden, [&](std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        float val = st.hb[i];
+        val *= 1.0f / (1.0f + std::exp(-val));
+        val *= st.hb2[i];
+        st.hb[i] = val;
+      }
+    });
+    clock.charge(&forward_profile::rest);
+    run(*b.w2, l, slot::w2, st.hb.data(), st.xb.data(), n, ctx, observe);
+    clock.charge(&forward_profile::linear);
+    for (std::size_t i = 0; i < n * dim; ++i) x[i] += st.xb[i];
+  }
+
+  // The logits of the last token only (a prompt's other positions predict nothing we use).
+  float* last = x + (n - 1) * dim;
+  rmsnorm(last, last, m.rms_final.data(), dim);
+  clock.charge(&forward_profile::rest);
+  const std::size_t vocab = static_cast<std::size_t>(p.vocab_size);
+  if (m.classifier_layer) {
+    m.classifier_layer->forward_rows(last, 1, st.logits.data(), ctx);
+  } else {
+    // Eight rows at a time, each summed in index order (run.c's), for eight independent chains.
+    std::size_t j = 0;
+    for (; j + 8 <= vocab; j += 8) {
+      float sum[8] = {};
+      const float* row = m.classifier.data() + j * dim;
+      for (std::size_t i = 0; i < dim; ++i)
+        for (std::size_t u = 0; u < 8; ++u) sum[u] += row[u * dim + i] * last[i];
+      for (std::size_t u = 0; u < 8; ++u) st.logits[j + u] = sum[u];
+    }
+    for (; j < vocab; ++j) {
+      const float* row = m.classifier.data() + j * dim;
+      float sum = 0.0f;
+      for (std::size_t i = 0; i < dim; ++i) sum += row[i] * last[i];
+      st.logits[j] = sum;
+    }
+  }
+  clock.charge(&forward_profile::classifier);
+  return st.logits.data();
 }
 
 }  // namespace detail
 
 // Logits (vocab values, in st.logits) for `token` at position `pos`, given positions < pos
 // already in st's KV cache. With `blocks` below the model's, only that many blocks run (for
-// collecting activations) and the result is null.
+// collecting activations) and the result is null. run.c's arithmetic, value for value.
 inline const float* forward(const model& m, state& st, int token, int pos,
                             const tap* observe = nullptr, std::size_t blocks = SIZE_MAX) {
-  const config& p = m.cfg;
-  if (token < 0 || token >= p.vocab_size || pos < 0 || pos >= p.seq_len)
-    throw std::invalid_argument("llama::forward: token " + std::to_string(token) +
-                                " or position " + std::to_string(pos) + " out of range");
-  const std::size_t dim = static_cast<std::size_t>(p.dim);
-  const std::size_t kv_dim = static_cast<std::size_t>(p.kv_dim());
-  const std::size_t kv_mul = static_cast<std::size_t>(p.n_heads / p.n_kv_heads);
-  const std::size_t hidden = static_cast<std::size_t>(p.hidden_dim);
-  const std::size_t head_size = static_cast<std::size_t>(p.head_size());
-  const std::size_t seq_len = static_cast<std::size_t>(p.seq_len);
-  const std::size_t upos = static_cast<std::size_t>(pos);
-  float* x = st.x.data();
-  std::memcpy(x, m.token_embedding.data() + static_cast<std::size_t>(token) * dim,
-              dim * sizeof(float));
+  return detail::forward_impl(m, st, &token, 1, pos, forward_options{}, observe, blocks);
+}
 
-  for (std::size_t l = 0; l < m.blocks.size(); ++l) {
-    if (l == blocks) return nullptr;
-    const block& b = m.blocks[l];
-    detail::rmsnorm(st.xb.data(), x, b.rms_att.data(), dim);
-    const std::size_t loff = l * seq_len * kv_dim;
-    float* k = st.key_cache.data() + loff + upos * kv_dim;
-    float* v = st.value_cache.data() + loff + upos * kv_dim;
-    detail::run(*b.wq, l, slot::wq, st.xb.data(), st.q.data(), observe);
-    detail::run(*b.wk, l, slot::wk, st.xb.data(), k, observe);
-    detail::run(*b.wv, l, slot::wv, st.xb.data(), v, observe);
-
-    // RoPE, as run.c: each pair (i, i+1) of every head turns by pos / 10000^(i'/head_size),
-    // i' = i mod head_size; queries over dim, keys over kv_dim.
-    for (std::size_t i = 0; i < dim; i += 2) {
-      const std::size_t head_dim = i % head_size;
-      const float freq = rope_frequency(head_dim, head_size);
-      const float val = static_cast<float>(pos) * freq;
-      const float fcr = std::cos(val), fci = std::sin(val);
-      const int rotn = i < kv_dim ? 2 : 1;
-      for (int r = 0; r < rotn; ++r) {
-        float* vec = r == 0 ? st.q.data() : k;
-        const float v0 = vec[i], v1 = vec[i + 1];
-        vec[i] = v0 * fcr - v1 * fci;
-        vec[i + 1] = v0 * fci + v1 * fcr;
-      }
-    }
-
-    // Grouped-query attention: query head h reads key/value head h / kv_mul.
-    const float scale = std::sqrt(static_cast<float>(head_size));
-    for (std::size_t h = 0; h < static_cast<std::size_t>(p.n_heads); ++h) {
-      const float* q = st.q.data() + h * head_size;
-      float* att = st.att.data() + h * seq_len;
-      for (std::size_t t = 0; t <= upos; ++t) {
-        const float* kt = st.key_cache.data() + loff + t * kv_dim + (h / kv_mul) * head_size;
-        float score = 0.0f;
-        for (std::size_t i = 0; i < head_size; ++i) score += q[i] * kt[i];
-        att[t] = score / scale;
-      }
-      detail::softmax(att, upos + 1);
-      float* xb = st.xb.data() + h * head_size;
-      std::fill(xb, xb + head_size, 0.0f);
-      for (std::size_t t = 0; t <= upos; ++t) {
-        const float* vt = st.value_cache.data() + loff + t * kv_dim + (h / kv_mul) * head_size;
-        const float a = att[t];
-        for (std::size_t i = 0; i < head_size; ++i) xb[i] += a * vt[i];
-      }
-    }
-    detail::run(*b.wo, l, slot::wo, st.xb.data(), st.xb2.data(), observe);
-    for (std::size_t i = 0; i < dim; ++i) x[i] += st.xb2[i];
-
-    // SwiGLU FFN.
-    detail::rmsnorm(st.xb.data(), x, b.rms_ffn.data(), dim);
-    detail::run(*b.w1, l, slot::w1, st.xb.data(), st.hb.data(), observe);
-    detail::run(*b.w3, l, slot::w3, st.xb.data(), st.hb2.data(), observe);
-    for (std::size_t i = 0; i < hidden; ++i) {
-      float val = st.hb[i];
-      val *= 1.0f / (1.0f + std::exp(-val));
-      val *= st.hb2[i];
-      st.hb[i] = val;
-    }
-    detail::run(*b.w2, l, slot::w2, st.hb.data(), st.xb.data(), observe);
-    for (std::size_t i = 0; i < dim; ++i) x[i] += st.xb[i];
-  }
-
-  detail::rmsnorm(x, x, m.rms_final.data(), dim);
-  const std::size_t vocab = static_cast<std::size_t>(p.vocab_size);
-  for (std::size_t j = 0; j < vocab; ++j) {
-    const float* row = m.classifier.data() + j * dim;
-    float sum = 0.0f;
-    for (std::size_t i = 0; i < dim; ++i) sum += row[i] * x[i];
-    st.logits[j] = sum;
-  }
-  return st.logits.data();
+// The engine's call: tokens[0..n) at positions pos .. pos+n-1 (a prompt at once, n up to the
+// state's max_tokens; or one token while decoding), the products of every block over all n
+// rows at once, split over o.pool. Returns the logits of the last token (in st.logits). Each
+// token's values are those forward() computes, whatever n and the pool.
+inline const float* forward_tokens(const model& m, state& st, const int* tokens, std::size_t n,
+                                   int pos, const forward_options& o = {}) {
+  return detail::forward_impl(m, st, tokens, n, pos, o, nullptr, SIZE_MAX);
 }
 
 // run.c's sampler: argmax at temperature 0, otherwise softmax(logits / temperature) sampled
