@@ -96,15 +96,19 @@ class thread_pool {
     if (static_cast<std::uint64_t>(n) > index_mask)
       throw std::invalid_argument("onebit::thread_pool::parallel_for: n " + std::to_string(n) +
                                   " > 2^32 - 1");
-    // Every index of the previous call was claimed and finished: no thread reads these now.
+    // Every index of the previous call was claimed and finished, but a worker that woke late
+    // for it may still be about to claim: the claim word takes the new tag first, and the new
+    // count is released after it, so a late worker that reads the new count (acquire) can no
+    // longer claim with the old tag (a claim of index n_old of the old call, counted into this
+    // one, was a bug the stress test found).
     const std::uint64_t generation = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store((generation & generation_mask) << index_bits, std::memory_order_seq_cst);
     fn_.store(fn, std::memory_order_relaxed);
     call_.store(call, std::memory_order_relaxed);
-    count_.store(n, std::memory_order_relaxed);
     finished_.store(0, std::memory_order_relaxed);
     failed_.store(false, std::memory_order_relaxed);
     error_ = nullptr;
-    claim_.store((generation & generation_mask) << index_bits, std::memory_order_relaxed);
+    count_.store(n, std::memory_order_release);
     // seq_cst, with the sleepers' count read after it: a worker that counted itself asleep
     // before this store is woken; one that counts itself after it sees the new generation.
     generation_.store(generation, std::memory_order_seq_cst);
@@ -179,7 +183,7 @@ class thread_pool {
       // Read after the generation: the values of call `now` or of a later one, whose claims
       // carry another tag, so a late worker claims nothing with them.
       run_indices(now, fn_.load(std::memory_order_relaxed), call_.load(std::memory_order_relaxed),
-                  count_.load(std::memory_order_relaxed));
+                  count_.load(std::memory_order_acquire));
     }
   }
 
