@@ -117,6 +117,41 @@ inline std::string layer_name(const std::string& tensor, const std::string& suff
   return tensor;
 }
 
+// One float matrix (rows x cols, row-major) converted as `options` asks, SVID to a OneBit layer
+// or RTN to low-bit weights, added to c's writer under r.layer, and r filled in: the one step
+// the safetensors and GGUF conversions share.
+inline void convert_matrix(conversion& c, layer_report& r, const std::vector<float>& w,
+                           std::size_t rows, std::size_t cols, const convert_options& options) {
+  if (options.how == method::svid) {
+    onebit::svid_result<> s = onebit::svid_with_error(w.data(), rows, cols, cols, options.svid);
+    r.relative_error = s.relative_error;
+    c.storage.push_back(std::move(s.layer));
+    const onebit::linear<>& layer = c.storage.back();
+    r.kind = "onebit";
+    r.parameters = static_cast<std::uint64_t>(rows) * cols + rows + cols;
+    r.bits_per_parameter = layer.bits_per_parameter();
+    r.file_bits_per_parameter = 8.0 * static_cast<double>(layer.W.bytes() + 2 * (rows + cols)) /
+                                static_cast<double>(r.parameters);
+    c.writer.add(r.layer, layer);
+  } else {
+    c.lowbit_storage.push_back(onebit::rtn(w.data(), rows, cols, cols, options.rtn));
+    const onebit::lowbit_matrix& m = c.lowbit_storage.back();
+    r.relative_error = relative_error(w, m);
+    r.kind = "rtn w" + std::to_string(m.bits()) +
+             (m.group() == 0 ? std::string(" row") : " g" + std::to_string(m.group())) +
+             (m.symmetric() ? " sym" : "");
+    r.parameters = static_cast<std::uint64_t>(rows) * cols;
+    r.bits_per_parameter =
+        static_cast<double>(m.storage_bits()) / static_cast<double>(r.parameters);
+    const double groups = static_cast<double>(rows * m.groups_per_row());
+    r.file_bits_per_parameter =
+        (8.0 * static_cast<double>(m.bits()) * static_cast<double>(rows * onebit::sign_row_stride_bytes(cols)) +
+         (m.symmetric() ? 32.0 : 64.0) * groups) /
+        static_cast<double>(r.parameters);
+    c.writer.add(r.layer, m);
+  }
+}
+
 // Called before each layer is converted: (layers done, layers in all, the tensor's name).
 using progress_fn = std::function<void(std::size_t, std::size_t, const std::string&)>;
 
@@ -145,34 +180,7 @@ inline conversion convert(const onebit::io::safetensors_view& input, const conve
     r.out = rows;
     r.in = cols;
     try {
-      if (options.how == method::svid) {
-        onebit::svid_result<> s = onebit::svid_with_error(w.data(), rows, cols, cols, options.svid);
-        r.relative_error = s.relative_error;
-        c.storage.push_back(std::move(s.layer));
-        const onebit::linear<>& layer = c.storage.back();
-        r.kind = "onebit";
-        r.parameters = static_cast<std::uint64_t>(rows) * cols + rows + cols;
-        r.bits_per_parameter = layer.bits_per_parameter();
-        r.file_bits_per_parameter = 8.0 * static_cast<double>(layer.W.bytes() + 2 * (rows + cols)) /
-                                    static_cast<double>(r.parameters);
-        c.writer.add(r.layer, layer);
-      } else {
-        c.lowbit_storage.push_back(onebit::rtn(w.data(), rows, cols, cols, options.rtn));
-        const onebit::lowbit_matrix& m = c.lowbit_storage.back();
-        r.relative_error = relative_error(w, m);
-        r.kind = "rtn w" + std::to_string(m.bits()) +
-                 (m.group() == 0 ? std::string(" row") : " g" + std::to_string(m.group())) +
-                 (m.symmetric() ? " sym" : "");
-        r.parameters = static_cast<std::uint64_t>(rows) * cols;
-        r.bits_per_parameter =
-            static_cast<double>(m.storage_bits()) / static_cast<double>(r.parameters);
-        const double groups = static_cast<double>(rows * m.groups_per_row());
-        r.file_bits_per_parameter =
-            (8.0 * static_cast<double>(m.bits()) * static_cast<double>(rows * onebit::sign_row_stride_bytes(cols)) +
-             (m.symmetric() ? 32.0 : 64.0) * groups) /
-            static_cast<double>(r.parameters);
-        c.writer.add(r.layer, m);
-      }
+      convert_matrix(c, r, w, rows, cols, options);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(where + e.what());
     }
