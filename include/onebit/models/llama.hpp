@@ -983,9 +983,12 @@ struct distill_summary {
 // Every replaceable layer of `fp32` as a OneBit layer: SVID, then distill_to on calibration
 // sequences `calib`. `teacher` is collect_activations(fp32, calib) (with outputs for the
 // teacher-targets variant). Layer (l, s) draws its minibatches with seed o.seed + 7l + s.
-inline model distill_model(const model& fp32, const std::vector<std::vector<int>>& calib,
-                           const layer_activations& teacher, distill_variant v,
-                           const distill_options& o, distill_summary* summary = nullptr) {
+// (A template only so that an engine including this header does not compile distill_to's
+// Eigen code; docs/design.md, "Compile cost".)
+template <class Lazy = void>
+model distill_model(const model& fp32, const std::vector<std::vector<int>>& calib,
+                    const layer_activations& teacher, distill_variant v,
+                    const distill_options& o, distill_summary* summary = nullptr) {
   model m = fp32;
   distill_summary sum;
   // Stages whose inputs do not depend on each other: q, k, v share theirs, w1 and w3 too.

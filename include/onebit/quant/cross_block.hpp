@@ -143,10 +143,11 @@ inline void window_loss(const float* F, const float* Fh, std::size_t tokens, std
 
 // Quantises the weights of blocks[0..n) (a chain: each block's output feeds the next) from
 // calibration input x (layout.tokens() x blocks[0]->input_size(), row-major, rows ldx apart).
-inline cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
-                                                     const float* x, std::size_t ldx,
-                                                     const token_layout& layout,
-                                                     const cross_block_options& o = {}) {
+// (A template only to be compiled where it is called; see learned_rounding.)
+template <class Lazy = void>
+cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks, const float* x,
+                                              std::size_t ldx, const token_layout& layout,
+                                              const cross_block_options& o = {}) {
   const std::string where = "onebit::cross_block_reconstruction: ";
   auto fail = [&](const std::string& what) { throw std::invalid_argument(where + what); };
   const std::size_t n = blocks.size(), tokens = layout.tokens();

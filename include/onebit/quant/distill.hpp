@@ -41,10 +41,12 @@ struct distill_report {
   std::size_t flipped = 0;  // signs of the returned layer that differ from start's
 };
 
-// Fits `start` (rows = out x cols = in) to targets y (n x out) on inputs x (n x in).
-inline linear<> distill_to(const linear<>& start, const float* x, const float* y,
-                                   std::size_t n, const distill_options& o = {},
-                                   distill_report* report = nullptr) {
+// Fits `start` (rows = out x cols = in) to targets y (n x out) on inputs x (n x in). (This and
+// distill are templates only to be compiled where they are called: the latent layer's Eigen
+// products are costly to compile; docs/design.md, "Compile cost".)
+template <class Lazy = void>
+linear<> distill_to(const linear<>& start, const float* x, const float* y, std::size_t n,
+                    const distill_options& o = {}, distill_report* report = nullptr) {
   using matrix = latent_linear<float>::matrix;
   const std::size_t rows = start.out_features(), cols = start.in_features();
   const Eigen::Index in = static_cast<Eigen::Index>(cols), out = static_cast<Eigen::Index>(rows);
@@ -102,15 +104,15 @@ inline linear<> distill_to(const linear<>& start, const float* x, const float* y
 }
 
 // Fits `start` to the float layer W0 (rows x cols): targets X·W0ᵀ on inputs x (n x cols).
-inline linear<> distill(const linear<>& start, const float* w0, const float* x,
-                                std::size_t n, const distill_options& o = {},
-                                distill_report* report = nullptr) {
+template <class Lazy = void>
+linear<> distill(const linear<>& start, const float* w0, const float* x, std::size_t n,
+                 const distill_options& o = {}, distill_report* report = nullptr) {
   using matrix = latent_linear<float>::matrix;
   const Eigen::Index in = static_cast<Eigen::Index>(start.in_features()),
                      out = static_cast<Eigen::Index>(start.out_features());
   const matrix Y0 = Eigen::Map<const matrix>(x, static_cast<Eigen::Index>(n), in) *
                     Eigen::Map<const matrix>(w0, out, in).transpose();
-  return distill_to(start, x, Y0.data(), n, o, report);
+  return distill_to<Lazy>(start, x, Y0.data(), n, o, report);
 }
 
 }  // namespace onebit

@@ -78,10 +78,13 @@ inline gptq_code gptq_quantize(double w, rtn_group p, int bits, bool symmetric) 
 }  // namespace detail::quant
 
 // W (rows x cols, rows row_stride apart) quantised by GPTQ on calibration rows x (samples x cols,
-// rows ldx apart).
-inline lowbit_matrix gptq(const float* w, std::size_t rows, std::size_t cols,
-                          std::size_t row_stride, const float* x, std::size_t samples,
-                          std::size_t ldx, const gptq_options& options = {}) {
+// rows ldx apart). (This and the overload below are templates only to be compiled where they
+// are called: their Cholesky factorisations in double are costly to compile; docs/design.md,
+// "Compile cost".)
+template <class Lazy = void>
+lowbit_matrix gptq(const float* w, std::size_t rows, std::size_t cols, std::size_t row_stride,
+                   const float* x, std::size_t samples, std::size_t ldx,
+                   const gptq_options& options = {}) {
   using namespace detail::quant;
   using detail::shape_string;
   const char* f = "gptq";
@@ -240,9 +243,9 @@ inline lowbit_matrix gptq(const float* w, std::size_t rows, std::size_t cols,
                                    qo.symmetric ? nullptr : zeros.data());
 }
 
-inline lowbit_matrix gptq(const Eigen::Ref<const row_major_matrix>& w,
-                          const Eigen::Ref<const row_major_matrix>& x,
-                          const gptq_options& options = {}) {
+template <class Lazy = void>
+lowbit_matrix gptq(const Eigen::Ref<const row_major_matrix>& w,
+                   const Eigen::Ref<const row_major_matrix>& x, const gptq_options& options = {}) {
   if (w.cols() != x.cols())
     throw std::invalid_argument("onebit::gptq: W is " +
                                 detail::shape_string(static_cast<std::size_t>(w.rows()),
@@ -251,10 +254,10 @@ inline lowbit_matrix gptq(const Eigen::Ref<const row_major_matrix>& w,
                                 detail::shape_string(static_cast<std::size_t>(x.rows()),
                                                      static_cast<std::size_t>(x.cols())) +
                                 ": X needs " + std::to_string(w.cols()) + " columns");
-  return gptq(w.data(), static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()),
-              static_cast<std::size_t>(w.outerStride()), x.data(),
-              static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(x.outerStride()),
-              options);
+  return gptq<Lazy>(w.data(), static_cast<std::size_t>(w.rows()),
+                    static_cast<std::size_t>(w.cols()), static_cast<std::size_t>(w.outerStride()),
+                    x.data(), static_cast<std::size_t>(x.rows()),
+                    static_cast<std::size_t>(x.outerStride()), options);
 }
 
 }  // namespace onebit

@@ -91,8 +91,14 @@ struct rounding_regularizer {
   bool active(int t, int n) const noexcept { return t >= static_cast<double>(warmup) * n; }
 };
 
+namespace detail::quant {
+
 // The rounding variables and step sizes of one weight matrix, and their gradients. The building
-// block of lora_rounding (one layer) and cross_block (a window of blocks).
+// block of lora_rounding (one layer) and cross_block (a window of blocks). Used as the alias
+// onebit::learned_rounding below; a class template only so that the Eigen code it runs (QR and
+// SVD in double, float GEMMs) is compiled where learned rounding is used, not in every
+// translation unit that includes this header (docs/design.md, "Compile cost").
+template <class Lazy>
 class learned_rounding {
  public:
   using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -369,6 +375,10 @@ class learned_rounding {
   adam_state<float> adam_A1_, adam_A2_, adam_u_;
 };
 
+}  // namespace detail::quant
+
+using learned_rounding = detail::quant::learned_rounding<void>;
+
 // λ = 0.3 rather than AdaRound's 0.01: here the reconstruction term is relative (divided by
 // ‖X Wᵀ‖²) and R is divided by the number of weights, so λ weighs the mean R of a weight
 // against the relative output error; 0.3 won the sweep (0.1 .. 3) on stories260K.
@@ -434,9 +444,13 @@ inline void check_lora_options(const char* f, const lora_rounding_options& o) {
 // iteration costs rows·cols² whatever the number of samples. Returned: the hard rounding with
 // the lowest reconstruction error among those evaluated (eval_every), RTN's on the same grid and,
 // with init_grid gptq, GPTQ's: so never worse than rtn() (or gptq()) on the calibration inputs.
-inline lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t cols,
-                                   std::size_t row_stride, const float* x, std::size_t samples,
-                                   std::size_t ldx, const lora_rounding_options& options = {}) {
+//
+// (This and the overload below are templates only to be compiled where they are called; see
+// learned_rounding.)
+template <class Lazy = void>
+lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t cols,
+                            std::size_t row_stride, const float* x, std::size_t samples,
+                            std::size_t ldx, const lora_rounding_options& options = {}) {
   const char* f = "lora_rounding";
   detail::quant::check_lora_options(f, options);
   detail::quant::check_matrix(f, x, samples, cols, ldx);
@@ -517,18 +531,20 @@ inline lowbit_matrix lora_rounding(const float* w, std::size_t rows, std::size_t
   return rounding.result();
 }
 
-inline lowbit_matrix lora_rounding(const Eigen::Ref<const row_major_matrix>& w,
-                                   const Eigen::Ref<const row_major_matrix>& x,
-                                   const lora_rounding_options& options = {}) {
+template <class Lazy = void>
+lowbit_matrix lora_rounding(const Eigen::Ref<const row_major_matrix>& w,
+                            const Eigen::Ref<const row_major_matrix>& x,
+                            const lora_rounding_options& options = {}) {
   if (w.cols() != x.cols())
     throw std::invalid_argument("onebit::lora_rounding: W is " +
                                 detail::shape_string(static_cast<std::size_t>(w.rows()),
                                                      static_cast<std::size_t>(w.cols())) +
                                 " but X has " + std::to_string(x.cols()) + " columns");
-  return lora_rounding(w.data(), static_cast<std::size_t>(w.rows()),
-                       static_cast<std::size_t>(w.cols()), static_cast<std::size_t>(w.outerStride()),
-                       x.data(), static_cast<std::size_t>(x.rows()),
-                       static_cast<std::size_t>(x.outerStride()), options);
+  return lora_rounding<Lazy>(w.data(), static_cast<std::size_t>(w.rows()),
+                             static_cast<std::size_t>(w.cols()),
+                             static_cast<std::size_t>(w.outerStride()), x.data(),
+                             static_cast<std::size_t>(x.rows()),
+                             static_cast<std::size_t>(x.outerStride()), options);
 }
 
 }  // namespace onebit
