@@ -271,8 +271,9 @@ class prepared_gemm {
     auto* valid = reinterpret_cast<unsigned char*>(base + at_valid);
     auto* itables = reinterpret_cast<void*>(base + at_itables);
 
-    kernels::detail::rows_fn rows = body.rows;
-    const char* body_name = body.name;
+    const bool batched = body.batched_rows != nullptr && batch >= body.batched_from;
+    kernels::detail::rows_fn rows = batched ? body.batched_rows : body.rows;
+    const char* body_name = batched ? body.batched_name : body.name;
     const detail::quantizers& quantizer = body.quantize;
     detail::table_for<detail::half_family>(path).to_floats(
         reinterpret_cast<const std::uint16_t*>(layer.g), g, n);

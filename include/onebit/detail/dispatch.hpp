@@ -15,6 +15,7 @@
 #include "../kernels/detail/add_only_avx512.hpp"
 #include "../kernels/detail/gemm_args.hpp"
 #include "../kernels/detail/lut_avx512.hpp"
+#include "../kernels/detail/lut_batched_avx512.hpp"
 #include "../kernels/detail/popcount_neon.hpp"
 #include "../kernels/detail/popcount_x86.hpp"
 #include "../kernels/detail/quantize_avx512.hpp"
@@ -70,6 +71,13 @@ struct kernel_body {
   isa body_path = isa::portable;       // whose instructions it runs (sse41 add_only: portable's)
   const char* name = "";               // the body, as its namespace and function
   const char* signed_name = "";        // the same for signed_rows
+  // A body that reuses each weight it loads across batch rows, run instead of `rows` for a
+  // batch of at least `batched_from` rows (the crossover measured on the development machine;
+  // below it the batch-1 body is faster). Null: none. It reads the same layout and prepared
+  // activations as `rows` and gives the same bits (integer kernels) or keeps the same bound.
+  kernels::detail::rows_fn batched_rows = nullptr;
+  std::size_t batched_from = 0;
+  const char* batched_name = "";
 };
 
 // The sizes, in elements or bytes as named, of what prepare() computes for a body on n inputs.
@@ -239,6 +247,9 @@ inline kernel_body lut_body(isa path, packed_format format) noexcept {
     body.table_bits = 5;
     body.body_path = isa::avx512;
     body.name = "lut::avx512::packed_rows";
+    body.batched_rows = &kernels::lut::avx512_batched::packed_rows;
+    body.batched_from = kernels::lut::avx512_batched::crossover;
+    body.batched_name = "lut::avx512_batched::packed_rows";
     return body;
   }
 #endif
