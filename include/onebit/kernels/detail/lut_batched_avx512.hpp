@@ -1,5 +1,5 @@
 // lut for batches on AVX-512BW: the packed lut layout (kernels/lut.hpp) read once per group of
-// up to 8 batch rows instead of once per batch row.
+// up to 4 batch rows instead of once per batch row.
 //
 // The batch-1 body (lut_avx512.hpp) runs every batch row over the whole layer on its own: per
 // row and 15 columns of a 32-row block it loads the index words, shifts them twice, and looks
@@ -7,9 +7,9 @@
 // fit L2, and the index words are loaded and shifted 64 times.
 //
 // Here a group of B batch rows shares each index load and its shifts (one load and 2 shifts
-// feed 3·B lookups per block), two blocks share each table vector, and the columns are cut
+// feed 3·B lookups per block), four blocks share each table vector, and the columns are cut
 // into tiles of `widen_every` chunks (240 columns, 48 lookups: the int16 bound of lut.hpp) so
-// the tables of the group's tile (B · 16 · 192 bytes, 24 KB at B = 8) stay in L1 while every
+// the tables of the group's tile (B · 16 · 192 bytes, 12 KB at B = 4) stay in L1 while every
 // block of the row range runs over them. Between tiles the int32 partial sums of a (block,
 // batch row) wait in y itself, as int32 bits: only rows of this range are written, so ranges on
 // other threads never meet, and the last tile turns them into floats.
@@ -33,12 +33,16 @@ ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
 
 namespace onebit::kernels::lut::avx512_batched {
 
-// Batch rows per group: 2 blocks x 8 batch rows make 16 int16 accumulators, 6 shifted index
-// vectors and a table vector: 23 of the 32 registers.
-inline constexpr int group_rows = 8;
+// Batch rows per group: 4 blocks x 4 batch rows make 16 int16 accumulators and 12 shifted
+// index vectors, 28 of the 32 registers. Measured at 4096x4096, batch 64 (min of many runs on
+// a shared machine): 4 x 4 about 480 Gweights/s, 2 blocks x 4, 6 or 8 batch rows 430-500
+// (8 spills), 1 block x 8 or 12 about 430.
+inline constexpr int group_rows = 4;
 
-// The smallest batch this body runs for (dispatch.hpp): below it lut's batch-1 body is faster.
-inline constexpr std::size_t crossover = 4;
+// The smallest batch this body runs for (dispatch.hpp): from batch 2 on it beats running lut's
+// batch-1 body per batch row (4096x4096: 512 against 445 Gweights/s at batch 2, 576 against
+// 500 at 4, one run each).
+inline constexpr std::size_t crossover = 2;
 
 // NB blocks x B batch rows over the chunks [c0, c1) of one column tile; the partial int32 sums
 // go to y (first tile: stored, later tiles: added).
@@ -119,9 +123,11 @@ inline void group(const detail::gemm_args& g, std::size_t first, std::size_t las
   for (std::size_t c0 = 0; c0 < n_chunks; c0 += widen_every) {
     const std::size_t c1 = n_chunks - c0 < widen_every ? n_chunks : c0 + widen_every;
     std::size_t block = first;
+    for (; block + 4 <= last; block += 4)
+      tile<4, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
     for (; block + 2 <= last; block += 2)
       tile<2, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
-    if (block < last) tile<1, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
+    for (; block < last; ++block) tile<1, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
   }
   for (std::size_t block = first; block < last; ++block)
     for (std::size_t b = b0; b < b0 + B; ++b) finish_block(g, block, b, keep[block - first]);
@@ -147,10 +153,6 @@ inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
     std::size_t b = 0;
     for (; b + group_rows <= g.batch; b += group_rows) group<group_rows>(g, first, last, keep, b);
     switch (g.batch - b) {
-      case 7: group<7>(g, first, last, keep, b); break;
-      case 6: group<6>(g, first, last, keep, b); break;
-      case 5: group<5>(g, first, last, keep, b); break;
-      case 4: group<4>(g, first, last, keep, b); break;
       case 3: group<3>(g, first, last, keep, b); break;
       case 2: group<2>(g, first, last, keep, b); break;
       case 1: group<1>(g, first, last, keep, b); break;
