@@ -266,11 +266,9 @@ void eigen_fp32_avx2(benchmark::State& state, group g) {
 }
 
 // onebit: the plain layer (the standard layout, as a file or an engine hands it over) or the
-// layer packed once for the kernel; one thread prepares and runs, two split rows over the
-// library's own thread_pool. Preparing the activations (x ⊙ g, quantisation, tables) is inside
-// the timed call, as it is in every real one; as an engine does (models/llama.hpp), each call
-// prepares into the same prepared_gemm, reusing its memory (a fresh one per call would time
-// the first touch of up to 30 MB of tables at batch 512: page faults, not the kernel).
+// layer packed once for the kernel; one thread calls gemm, two split rows over the library's
+// own thread_pool. Preparing the activations (x ⊙ g, quantisation, tables) is inside the
+// timed call, as it is in every real one.
 const onebit::packed_linear& packed_for(layer_set& L, onebit::kernel k) {
   auto it = L.packed.find(k);
   if (it == L.packed.end()) it = L.packed.emplace(k, onebit::pack(L.w1, k)).first;
@@ -284,26 +282,30 @@ std::size_t packed_weight_bytes(const onebit::packed_linear& p) {
 void onebit_gemm(benchmark::State& state, group g, onebit::kernel k, bool packed) {
   layer_set& L = layers(g.s);
   const onebit::packed_linear* P = packed ? &packed_for(L, k) : nullptr;
-  state.SetLabel(onebit::to_string(P ? P->path() : onebit::resolve_isa()));
   onebit::thread_pool pool(g.threads);
   const std::size_t bytes = P ? packed_weight_bytes(*P) : onebit_weight_bytes(L.w1);
-  onebit::prepared_gemm p;
+  const onebit::gemm_options options{k, std::nullopt};
   measure(
       state, g, bytes, false,
       [&] {
-        if (P)
-          p.prepare(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
-        else
-          p.prepare(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out,
-                    onebit::gemm_options{k, std::nullopt});
-        if (g.threads == 1)
-          p.run();
-        else
-          onebit::detail::run_parallel(pool, p);
+        if (g.threads == 1) {
+          if (P)
+            onebit::gemm(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+          else
+            onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
+        } else {
+          if (P)
+            onebit::gemm(pool, *P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+          else
+            onebit::gemm(pool, L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
+        }
       },
       g.s.name() + "/" + std::to_string(g.threads) + "/" + onebit::to_string(k) +
           (packed ? "_packed" : ""));
-  // The path, and the body that ran (a batched one from its crossover on).
+  // The path, and the body that runs (a batched one from its crossover on).
+  const onebit::prepared_gemm p =
+      P ? onebit::prepare(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out)
+        : onebit::prepare(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
   state.SetLabel(std::string(onebit::to_string(p.path())) + " " + p.body_name());
 }
 

@@ -176,3 +176,35 @@ TEST_CASE("add_only packed: within (n + 2)·u·S of exact, and each batch row's 
     }
   }
 }
+
+// gemm runs batches beyond detail::batch_slice in slices: the same bits as one prepared call
+// of the whole batch, on one thread and on a pool, for every kernel and path, post-norm on.
+TEST_CASE("gemm in batch slices equals one prepared call of the whole batch") {
+  const std::size_t out = 70, in = 90, batch = 2 * onebit::detail::batch_slice + 5, ldx = in + 1;
+  auto layer = onebit_test::random_layer(out, in);
+  layer.norm.enabled = true;
+  const std::vector<float> x = onebit_test::gaussian(batch * ldx);
+  onebit::thread_pool pool(2);
+  for (kernel k : {kernel::add_only, kernel::lut, kernel::popcount_int8, kernel::vnni_int8,
+                   kernel::popcount_binary})
+    for (isa path : onebit_test::runnable_paths()) {
+      const onebit::gemm_options options{k, path};
+      const auto packed = onebit::pack(layer, options);
+      for (bool use_packed : {false, true}) {
+        std::vector<float> whole(batch * out), sliced(batch * out, -1.0f), pooled(batch * out, -1.0f);
+        if (use_packed) {
+          onebit::prepare(packed, x.data(), batch, ldx, whole.data(), out).run();
+          onebit::gemm(packed, x.data(), batch, ldx, sliced.data(), out);
+          onebit::gemm(pool, packed, x.data(), batch, ldx, pooled.data(), out);
+        } else {
+          onebit::prepare(layer, x.data(), batch, ldx, whole.data(), out, options).run();
+          onebit::gemm(layer, x.data(), batch, ldx, sliced.data(), out, options);
+          onebit::gemm(pool, layer, x.data(), batch, ldx, pooled.data(), out, options);
+        }
+        const std::string what = std::string(onebit::to_string(k)) + " " +
+                                 onebit::to_string(path) + (use_packed ? " packed" : " plain");
+        CHECK_MESSAGE(sliced == whole, what);
+        CHECK_MESSAGE(pooled == whole, what);
+      }
+    }
+}

@@ -392,8 +392,41 @@ prepared_gemm prepare(const Layer& layer, const T* x, std::size_t batch, std::si
   return p;
 }
 
+namespace detail {
+
+// Prompt-sized batches run in slices of this many batch rows, each prepared into the same
+// prepared_gemm and run before the next: the activations and tables of a slice (3.3 MB for lut
+// at in = 4096) are used while they are still in cache, where a whole prompt's (27 MB at batch
+// 512) would be read back from memory. Every batch row's result is the same in any batch, so
+// the bits do not change (4096x4096, one thread, lut at batch 512: 365 -> 435 Gweights/s).
+inline constexpr std::size_t batch_slice = 64;
+
+// Runs f(b0, rows) over the slices of a batch (once, with rows = 0, for an empty batch, so that
+// the call still checks its arguments).
+template <class F>
+void for_batch_slices(std::size_t batch, F&& f) {
+  std::size_t b0 = 0;
+  do {
+    const std::size_t rows = batch - b0 < batch_slice ? batch - b0 : batch_slice;
+    f(b0, rows);
+    b0 += rows;
+  } while (b0 < batch);
+}
+
+// p.prepare for any 1-bit layer (a packed one takes no options: prepare() checked them).
+template <class Layer, class T>
+void prepare_into(prepared_gemm& p, const Layer& layer, const T* x, std::size_t batch,
+                  std::size_t ldx, float* y, std::size_t ldy, const gemm_options& options) {
+  if constexpr (std::is_same_v<Layer, packed_linear>)
+    p.prepare(layer, x, batch, ldx, y, ldy);
+  else
+    p.prepare(layer, x, batch, ldx, y, ldy, options);
+}
+
+}  // namespace detail
+
 // Y[b*ldy + j] = h_j * sum_i X[b*ldx + i] * g_i * W(j, i), b < batch, j < out: prepare + every
-// row, on this thread (parallel.hpp splits the rows over threads).
+// row, on this thread (parallel.hpp splits the rows over threads), in slices of batch rows.
 template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
 void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
           std::size_t ldy, const gemm_options& options = {}) {
@@ -402,7 +435,14 @@ void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, fl
     detail::check_gemm("gemm", detail::packed_access::bits(layer), x, batch, ldx, y, ldy);
   else
     detail::check_gemm("gemm", detail::bits_of(detail::view_of(layer)), x, batch, ldx, y, ldy);
-  prepare(layer, x, batch, ldx, y, ldy, options).run();
+  prepared_gemm p;
+  detail::for_batch_slices(batch, [&](std::size_t b0, std::size_t rows) {
+    if (b0 == 0)
+      p = prepare(layer, x, rows, ldx, y, ldy, options);  // checks the options too
+    else
+      detail::prepare_into(p, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy, options);
+    p.run();
+  });
 }
 template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
 void gemm(const Layer& layer, const T* x, std::size_t batch, std::size_t ldx, float* y,
