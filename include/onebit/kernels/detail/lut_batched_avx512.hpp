@@ -7,7 +7,7 @@
 // fit L2, and the index words are loaded and shifted 64 times.
 //
 // Here a group of B batch rows shares each index load and its shifts (one load and 2 shifts
-// feed 3·B lookups per block), four blocks share each table vector, and the columns are cut
+// feed 3·B lookups per block), two blocks share each table vector, and the columns are cut
 // into tiles of `widen_every` chunks (240 columns, 48 lookups: the int16 bound of lut.hpp) so
 // the tables of the group's tile (B · 16 · 192 bytes, 12 KB at B = 4) stay in L1 while every
 // block of the row range runs over them. Between tiles the int32 partial sums of a (block,
@@ -33,10 +33,11 @@ ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
 
 namespace onebit::kernels::lut::avx512_batched {
 
-// Batch rows per group: 4 blocks x 4 batch rows make 16 int16 accumulators and 12 shifted
-// index vectors, 28 of the 32 registers. Measured at 4096x4096, batch 64 (min of many runs on
-// a shared machine): 4 x 4 about 480 Gweights/s, 2 blocks x 4, 6 or 8 batch rows 430-500
-// (8 spills), 1 block x 8 or 12 about 430.
+// Batch rows per group, and blocks per table load: 2 blocks x 4 batch rows make 8 int16
+// accumulators, with 2 index vectors and their shifted copies (one shift at a time), well
+// inside the 32 registers. Measured at 4096x4096, batch 64 (min of many runs on a shared
+// machine): 2 x 4 about 450-520 Gweights/s; 4 x 4 and 4 x 3 400-480 (g++ spills accumulators
+// there); 2 x 6 and 2 x 8 345-420; 1 x 8 and 1 x 12 about 430 (a table load per lookup).
 inline constexpr int group_rows = 4;
 
 // The smallest batch this body runs for (dispatch.hpp): from batch 2 on it beats running lut's
@@ -60,24 +61,25 @@ inline void tile(const detail::gemm_args& g, std::size_t block0, std::size_t b0,
   const std::size_t ldt = g.ldit / 2;  // int16 per batch row of tables
   const auto* tables = static_cast<const std::int16_t*>(g.itables) + b0 * ldt;
   for (std::size_t c = c0; c < c1; ++c) {
-    __m512i ix[NB][3];
+    __m512i v[NB];
     ONEBIT_UNROLL
     for (int nb = 0; nb < NB; ++nb) {
-      const __m512i v = _mm512_load_si512(idx[nb] + 64 * c);
+      v[nb] = _mm512_load_si512(idx[nb] + 64 * c);
       // Index words come from L3 or memory: ask for them 8 chunks (512 bytes) ahead.
       _mm_prefetch(reinterpret_cast<const char*>(idx[nb] + 64 * (c + 8)), _MM_HINT_T0);
-      ix[nb][0] = v;
-      ix[nb][1] = _mm512_srli_epi16(v, 5);   // vpermw reads the low 5 bits of each index
-      ix[nb][2] = _mm512_srli_epi16(v, 10);
     }
     ONEBIT_UNROLL
-    for (int b = 0; b < B; ++b) {
+    for (int k = 0; k < 3; ++k) {
+      __m512i ix[NB];
       ONEBIT_UNROLL
-      for (int k = 0; k < 3; ++k) {
+      for (int nb = 0; nb < NB; ++nb)  // vpermw reads the low 5 bits of each index
+        ix[nb] = k == 0 ? v[nb] : _mm512_srli_epi16(v[nb], 5u * static_cast<unsigned>(k));
+      ONEBIT_UNROLL
+      for (int b = 0; b < B; ++b) {
         const __m512i table = _mm512_load_si512(tables + b * ldt + (3 * c + k) * 32);
         ONEBIT_UNROLL
         for (int nb = 0; nb < NB; ++nb)
-          acc[nb][b] = _mm512_add_epi16(acc[nb][b], _mm512_permutexvar_epi16(ix[nb][k], table));
+          acc[nb][b] = _mm512_add_epi16(acc[nb][b], _mm512_permutexvar_epi16(ix[nb], table));
       }
     }
   }
@@ -123,8 +125,6 @@ inline void group(const detail::gemm_args& g, std::size_t first, std::size_t las
   for (std::size_t c0 = 0; c0 < n_chunks; c0 += widen_every) {
     const std::size_t c1 = n_chunks - c0 < widen_every ? n_chunks : c0 + widen_every;
     std::size_t block = first;
-    for (; block + 4 <= last; block += 4)
-      tile<4, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
     for (; block + 2 <= last; block += 2)
       tile<2, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
     for (; block < last; ++block) tile<1, B>(g, block, b0, keep + (block - first), c0, c1, c0 == 0);
