@@ -25,7 +25,7 @@ namespace {
 using onebit::isa;
 using onebit::kernel;
 
-constexpr std::size_t crossover = onebit::kernels::lut::avx512_batched::crossover;
+constexpr std::size_t crossover = onebit::kernels::lut::batched_from;
 
 float to_f(float v) { return v; }
 float to_f(onebit::half v) { return onebit::to_float(v); }

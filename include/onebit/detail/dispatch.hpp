@@ -248,7 +248,7 @@ inline kernel_body lut_body(isa path, packed_format format) noexcept {
     body.body_path = isa::avx512;
     body.name = "lut::avx512::packed_rows";
     body.batched_rows = &kernels::lut::avx512_batched::packed_rows;
-    body.batched_from = kernels::lut::avx512_batched::crossover;
+    body.batched_from = kernels::lut::batched_from;
     body.batched_name = "lut::avx512_batched::packed_rows";
     return body;
   }

@@ -40,11 +40,6 @@ namespace onebit::kernels::lut::avx512_batched {
 // there); 2 x 6 and 2 x 8 345-420; 1 x 8 and 1 x 12 about 430 (a table load per lookup).
 inline constexpr int group_rows = 4;
 
-// The smallest batch this body runs for (dispatch.hpp): from batch 2 on it beats running lut's
-// batch-1 body per batch row (4096x4096: 512 against 445 Gweights/s at batch 2, 576 against
-// 500 at 4, one run each).
-inline constexpr std::size_t crossover = 2;
-
 // NB blocks x B batch rows over the chunks [c0, c1) of one column tile; the partial int32 sums
 // go to y (first tile: stored, later tiles: added).
 template <int NB, int B>
