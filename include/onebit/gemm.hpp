@@ -191,7 +191,9 @@ class prepared_gemm {
   std::size_t batch() const noexcept { return args_.batch; }
   // The kernel whose body runs: the one asked for, except that vnni_int8 runs popcount_int8's
   // body (the same integer sums) on paths without VNNI, and lut on the standard layout on
-  // SIMD paths (where its portable tables are slower), and report popcount_int8 there.
+  // SIMD paths (where its portable tables are slower), and report popcount_int8 there; and
+  // that on avx512_icl popcount_int8 (and lut on the standard layout) run vnni_int8's body
+  // from batch 2, where it is faster, and report vnni_int8.
   kernel chosen_kernel() const noexcept { return kernel_; }
   // The body that runs, as its namespace and function ("popcount::avx2::int8_rows"): a path
   // without a body of its own for a kernel runs that of a lesser path (sse41 add_only runs
@@ -234,7 +236,7 @@ class prepared_gemm {
                        std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
     namespace quantize = kernels::quantize;
     using detail::activation_form;
-    const detail::kernel_body& body = detail::select_body(k, path, layer.format);
+    const detail::kernel_body& body = detail::select_body(k, path, layer.format, batch);
     const std::size_t n = layer.cols;
     const bool floats = body.form == activation_form::floats;
     const bool int8 = detail::is_int8(body.form);
