@@ -1,6 +1,7 @@
 // bench_gemm: the OneBit layer's kernels beside an FP16 and an FP32 GEMM, at the shapes of a
 // 7B model's projections (4096x4096, 11008x4096, 4096x11008; out x in), batch 1 to 64, on one
-// and two threads.
+// and two threads; and prompt-sized batches (256, 512) on one thread for the kernels that have
+// batched bodies, at 4096x4096 and 11008x4096.
 //
 //   ./build/benchmarks/bench_gemm --benchmark_out=results.json --benchmark_out_format=json
 //   /usr/bin/python3 benchmarks/plot.py results.json speedup.png
@@ -12,6 +13,8 @@
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/eigen_fp32_avx2   Eigen, -mavx2 -mfma for that file
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_<kernel>[_packed]
 //                                           onebit::gemm on the plain layer, or on pack(layer, k)
+//   gemm/<out>x<in>/batch:<256|512>/threads:1/{fp16, onebit_add_only_packed, onebit_lut_packed,
+//                                           onebit_vnni_int8}: the prompt-sized rows
 //   gemm/<out>x<in>/batch:<b>/threads:<t>/onebit_group128_<kernel>_packed
 //                                           a group-scaled layer (ggml Q1_0's form: the same
 //                                           signs, one FP16 scale per row and 128 inputs)
@@ -24,7 +27,9 @@
 // `bytes_per_second` (weight bytes read per second), and `speedup`, the FP16 row's time of the
 // same group over this row's (1.0 on the FP16 row). The FP16 row runs first in its group, in
 // this process, so the ratio is of two measurements of one run; plot.py recomputes it from the
-// JSON times, so it is there even when a filter skipped the FP16 row.
+// JSON times, so it is there even when a filter skipped the FP16 row. `vs_batch1` (onebit rows
+// at batch > 1) is this row's weights/s over the same row's at batch 1 (same shape and threads)
+// in this run: how much cheaper a batch row is than a lone one.
 //
 // Times: CPU time of the calling thread for one thread, wall time (UseRealTime) for two.
 // The binary is built without -march (see CMakeLists.txt): every fast path is chosen at run time.
@@ -65,7 +70,8 @@ struct shape {
 constexpr shape shapes[] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
 constexpr std::size_t batches[] = {1, 2, 4, 8, 16, 32, 64};
 constexpr unsigned thread_counts[] = {1, 2};
-constexpr std::size_t max_batch = 64;
+constexpr std::size_t prompt_batches[] = {256, 512};  // one thread, prompt_shape() shapes only
+constexpr std::size_t max_batch = 512;
 constexpr double min_time = 0.1;  // seconds per row: the whole binary runs in a few minutes
 
 // ---------------------------------------------------------------------------------------------
@@ -177,7 +183,7 @@ double now_seconds(unsigned threads) {
 
 template <class Call>
 void measure(benchmark::State& state, const group& g, std::size_t weight_bytes, bool is_fp16,
-             Call&& call) {
+             Call&& call, const std::string& batch1_key = "") {
   call();  // first touch, outside the clock
   const double start = now_seconds(g.threads);
   for (auto _ : state) {
@@ -194,6 +200,14 @@ void measure(benchmark::State& state, const group& g, std::size_t weight_bytes, 
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(weight_bytes));
   if (is_fp16) fp16_seconds()[g.key()] = seconds;
+  if (!batch1_key.empty()) {
+    // Weights per second at batch 1 of the same row, if it ran earlier in this process.
+    static std::map<std::string, double> batch1_rate;
+    const double rate = weights / seconds;
+    if (g.batch == 1) batch1_rate[batch1_key] = rate;
+    const auto one = batch1_rate.find(batch1_key);
+    if (g.batch > 1 && one != batch1_rate.end()) state.counters["vs_batch1"] = rate / one->second;
+  }
   const auto base = fp16_seconds().find(g.key());
   if (base != fp16_seconds().end()) state.counters["speedup"] = base->second / seconds;
 }
@@ -268,23 +282,31 @@ std::size_t packed_weight_bytes(const onebit::packed_linear& p) {
 void onebit_gemm(benchmark::State& state, group g, onebit::kernel k, bool packed) {
   layer_set& L = layers(g.s);
   const onebit::packed_linear* P = packed ? &packed_for(L, k) : nullptr;
-  state.SetLabel(onebit::to_string(P ? P->path() : onebit::resolve_isa()));
   onebit::thread_pool pool(g.threads);
   const std::size_t bytes = P ? packed_weight_bytes(*P) : onebit_weight_bytes(L.w1);
-  measure(state, g, bytes, false, [&] {
-    if (g.threads == 1) {
-      if (P)
-        onebit::gemm(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
-      else
-        onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, k);
-    } else {
-      if (P)
-        onebit::gemm(pool, *P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
-      else
-        onebit::gemm(pool, L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out,
-                     onebit::gemm_options{k, std::nullopt});
-    }
-  });
+  const onebit::gemm_options options{k, std::nullopt};
+  measure(
+      state, g, bytes, false,
+      [&] {
+        if (g.threads == 1) {
+          if (P)
+            onebit::gemm(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+          else
+            onebit::gemm(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
+        } else {
+          if (P)
+            onebit::gemm(pool, *P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out);
+          else
+            onebit::gemm(pool, L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
+        }
+      },
+      g.s.name() + "/" + std::to_string(g.threads) + "/" + onebit::to_string(k) +
+          (packed ? "_packed" : ""));
+  // The path, and the body that runs (a batched one from its crossover on).
+  const onebit::prepared_gemm p =
+      P ? onebit::prepare(*P, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out)
+        : onebit::prepare(L.w1, L.x.get(), g.batch, g.s.in, L.y.get(), g.s.out, options);
+  state.SetLabel(std::string(onebit::to_string(p.path())) + " " + p.body_name());
 }
 
 // Group-scaled 1-bit weights (group_scaled_gemm.hpp; ggml Q1_0's form): the signs of w1 and
@@ -495,6 +517,21 @@ void register_rows() {
           add(row_name("gemm", g, std::string("onebit_group128_") + onebit::to_string(k) + "_packed"),
               g, [g, k](benchmark::State& st) { onebit_group(st, g, k); });
       }
+
+  // Prompt-sized batches, one thread: the FP16 baseline and the rows with batched bodies (the
+  // exact kernel packed, lut packed, vnni_int8 on the plain layout), at the two shapes the
+  // batched targets name. The Eigen rows would take seconds per call here.
+  for (const shape& s : shapes) {
+    if (s.in != 4096) continue;  // 4096x4096 and 11008x4096
+    for (std::size_t batch : prompt_batches) {
+      const group g{s, batch, 1, false};
+      add(row_name("gemm", g, "fp16"), g, [g](benchmark::State& st) { fp16(st, g); });
+      for (const onebit_row& r : onebit_rows)
+        if (r.k == onebit::kernel::vnni_int8 || (r.packed && r.k != onebit::kernel::popcount_binary))
+          add(row_name("gemm", g, r.name), g,
+              [g, r](benchmark::State& st) { onebit_gemm(st, g, r.k, r.packed); });
+    }
+  }
 
   for (unsigned threads : thread_counts) {
     const group g{shapes[0], 1, threads, true};

@@ -79,10 +79,20 @@ TEST_CASE("lut on the standard layout runs popcount_int8's body on SIMD paths, i
     if (path == isa::portable) {
       CHECK(p.chosen_kernel() == kernel::lut);
       CHECK(name == "lut::portable::byte_table_rows");
+    } else if (path == isa::avx512_icl) {
+      // From batch 2 the VNNI tiles run instead (dispatch.hpp): the same bits; batch 1 keeps
+      // the bit-serial body.
+      CHECK(p.chosen_kernel() == kernel::vnni_int8);
+      CHECK(name == "popcount::avx512_icl::vnni_rows");
+      const auto one = onebit::prepare(layer, x.data(), 1, 200, y_lut.data(), 37, {kernel::lut, path});
+      CHECK(one.chosen_kernel() == kernel::popcount_int8);
+      CHECK(std::string(one.body_name()) == "popcount::avx512_icl::int8_rows");
+      one.run();
     } else {
       CHECK(p.chosen_kernel() == kernel::popcount_int8);
       CHECK(name == "popcount::" + std::string(onebit::to_string(path)) + "::int8_rows");
     }
+    p.run();
     onebit::gemm(layer, x.data(), 3, 200, y_popcount.data(), 37, {kernel::popcount_int8, path});
     CHECK(std::memcmp(y_lut.data(), y_popcount.data(), y_lut.size() * sizeof(float)) == 0);
   }

@@ -257,7 +257,20 @@ template <class Executor, class Layer, class T, class... Options>
 void gemm(Executor& executor, const Layer& layer, const T* x, std::size_t batch, std::size_t ldx,
           float* y, std::size_t ldy, const Options&... options) {
   static_assert(sizeof...(Options) <= 1, "onebit::gemm: at most one options argument");
-  detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options...));
+  if constexpr (detail::is_onebit_layer<Layer>::value) {
+    // 1-bit layers: in slices of batch rows, as the one-thread gemm (gemm.hpp says why).
+    prepared_gemm p;
+    detail::for_batch_slices(batch, [&](std::size_t b0, std::size_t rows) {
+      if (b0 == 0)
+        p = prepare(layer, x, rows, ldx, y, ldy, options...);
+      else
+        detail::prepare_into(p, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy,
+                             gemm_options(options...));
+      detail::run_parallel(executor, p);
+    });
+  } else {
+    detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options...));
+  }
 }
 
 }  // namespace onebit

@@ -15,6 +15,7 @@
 #include "../kernels/detail/add_only_avx512.hpp"
 #include "../kernels/detail/gemm_args.hpp"
 #include "../kernels/detail/lut_avx512.hpp"
+#include "../kernels/detail/lut_batched_avx512.hpp"
 #include "../kernels/detail/popcount_neon.hpp"
 #include "../kernels/detail/popcount_x86.hpp"
 #include "../kernels/detail/quantize_avx512.hpp"
@@ -70,6 +71,17 @@ struct kernel_body {
   isa body_path = isa::portable;       // whose instructions it runs (sse41 add_only: portable's)
   const char* name = "";               // the body, as its namespace and function
   const char* signed_name = "";        // the same for signed_rows
+  // A body that reuses each weight it loads across batch rows, run instead of `rows` for a
+  // batch of at least `batched_from` rows (the crossover measured on the development machine;
+  // below it the batch-1 body is faster). Null: none. It reads the same layout and prepared
+  // activations as `rows` and gives the same bits (integer kernels) or keeps the same bound.
+  kernels::detail::rows_fn batched_rows = nullptr;
+  std::size_t batched_from = 0;
+  const char* batched_name = "";
+  // Where another kernel's body gives the same bits faster for batches of at least
+  // `other_from` rows, that kernel (read from the standard layout); automatic: none.
+  kernel other_for_batches = kernel::automatic;
+  std::size_t other_from = 0;
 };
 
 // The sizes, in elements or bytes as named, of what prepare() computes for a body on n inputs.
@@ -205,7 +217,15 @@ inline kernel_body popcount_body(bool binary, isa path, packed_format format) no
   return body;
   switch (path) {
 #if ONEBIT_X86
-    case isa::avx512_icl: ONEBIT_DETAIL_POPCOUNT(avx512_icl)
+    case isa::avx512_icl:
+      // From batch 2 the VNNI tiles reuse each expanded row across batch rows, where the
+      // bit-serial body runs each batch row alone (4096x4096, one thread: 223 against 184
+      // Gweights/s at batch 2, 225 against 180 at 64): the same integer sums, so the same bits.
+      if (!binary && format == packed_format::standard) {
+        body.other_for_batches = kernel::vnni_int8;
+        body.other_from = 2;
+      }
+      ONEBIT_DETAIL_POPCOUNT(avx512_icl)
     case isa::avx512: ONEBIT_DETAIL_POPCOUNT(avx512)
     case isa::avx2: ONEBIT_DETAIL_POPCOUNT(avx2)
     case isa::sse41: ONEBIT_DETAIL_POPCOUNT(sse41)
@@ -239,6 +259,9 @@ inline kernel_body lut_body(isa path, packed_format format) noexcept {
     body.table_bits = 5;
     body.body_path = isa::avx512;
     body.name = "lut::avx512::packed_rows";
+    body.batched_rows = &kernels::lut::avx512_batched::packed_rows;
+    body.batched_from = kernels::lut::batched_from;
+    body.batched_name = "lut::avx512_batched::packed_rows";
     return body;
   }
 #endif
@@ -301,9 +324,12 @@ inline kernel_body make_body(kernel k, isa path, packed_format format) noexcept 
 }
 
 // The body of a kernel on a path that this build and CPU run, reading `format`: standard, or
-// the one packed_format_for gave for that kernel and path (anything else reads as standard).
-// Every entry is built on first use, once per process; a call only indexes the table.
-inline const kernel_body& select_body(kernel k, isa path, packed_format format) noexcept {
+// the one packed_format_for gave for that kernel and path (anything else reads as standard),
+// for a batch of `batch` rows (a body may hand large batches to another kernel's, which gives
+// the same bits). Every entry is built on first use, once per process; a call only indexes
+// the table.
+inline const kernel_body& select_body(kernel k, isa path, packed_format format,
+                                      std::size_t batch = 1) noexcept {
   constexpr std::size_t kernel_count = sizeof all_kernels / sizeof all_kernels[0];
   struct all_tables {
     kernel_body at[kernel_count][isa_count][2];  // [kernel][path][packed?]
@@ -319,7 +345,10 @@ inline const kernel_body& select_body(kernel k, isa path, packed_format format) 
     return t;
   }();
   const bool packed = format != packed_format::standard && format == packed_format_for(k, path);
-  return tables.at[static_cast<std::size_t>(k)][index_of(path)][packed ? 1 : 0];
+  const kernel_body& body = tables.at[static_cast<std::size_t>(k)][index_of(path)][packed ? 1 : 0];
+  if (body.other_for_batches != kernel::automatic && batch >= body.other_from)
+    return tables.at[static_cast<std::size_t>(body.other_for_batches)][index_of(path)][0];
+  return body;
 }
 
 }  // namespace onebit::detail

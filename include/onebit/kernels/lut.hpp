@@ -27,6 +27,10 @@ namespace onebit::kernels::lut {
 inline constexpr std::size_t chunk_cols = 15;   // columns per 16-bit index word
 inline constexpr std::size_t block_rows = 32;   // rows interleaved in a block
 inline constexpr std::size_t widen_every = 16;  // chunks (48 lookups) per int16 accumulation
+// Batches of at least this many rows run the batched packed body where a path has one
+// (detail/lut_batched_avx512.hpp): from batch 2 on it beats running the batch-1 body per batch
+// row (4096x4096, one thread: 512 against 445 Gweights/s at batch 2, 576 against 500 at 4).
+inline constexpr std::size_t batched_from = 2;
 
 constexpr std::size_t chunks(std::size_t cols) noexcept {
   return (cols + chunk_cols - 1) / chunk_cols;
