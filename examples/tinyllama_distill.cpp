@@ -104,6 +104,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// llama2.c's names of the seven linear layers of a block, in llama::all_slots order.
+const char* const layer_names[] = {"attention.wq",    "attention.wk",    "attention.wv",
+                                   "attention.wo",    "feed_forward.w1", "feed_forward.w2",
+                                   "feed_forward.w3"};
+
 // The model in onebit's safetensors format: OneBit layers and float tensors, llama2.c's names.
 void write_model(const std::string& path, const onebit::io::llama2c_checkpoint& ck,
                  const std::vector<onebit::linear<>>& layers) {
@@ -120,13 +125,11 @@ void write_model(const std::string& path, const onebit::io::llama2c_checkpoint& 
   w.add("tok_embeddings.weight", ck.token_embedding.data(), {vocab, dim});
   w.add("norm.weight", ck.rms_final.data(), {dim});
   if (!c.shared_classifier) w.add("output.weight", ck.wcls.data(), {vocab, dim});
-  const char* names[] = {"attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                         "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"};
   for (std::size_t l = 0; l < ck.layers.size(); ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     w.add(p + "attention_norm.weight", ck.layers[l].rms_att.data(), {dim});
     w.add(p + "ffn_norm.weight", ck.layers[l].rms_ffn.data(), {dim});
-    for (std::size_t s = 0; s < 7; ++s) w.add(p + names[s], layers[l * 7 + s]);
+    for (std::size_t s = 0; s < 7; ++s) w.add(p + layer_names[s], layers[l * 7 + s]);
   }
   w.write(path);
 }
@@ -192,7 +195,15 @@ int main(int argc, char** argv) {
                  r.stopped ? " (stopped by the time budget)" : "", seconds_since(t0));
     if (!o.out.empty()) {
       write_model(o.out, ck, r.layers);
-      std::fprintf(stderr, "wrote %s\n", o.out.c_str());
+      // Read back through io: the file's layers must give the same cross-entropy.
+      const auto file = onebit::io::load(o.out);
+      std::vector<onebit::linear<>> loaded;
+      for (std::size_t l = 0; l < fp32.blocks.size(); ++l)
+        for (const char* n : layer_names) loaded.push_back(file.at("layers." + std::to_string(l) + "." + n));
+      const double again = llama::cross_entropy(llama::with_onebit_layers(fp32, loaded), eval);
+      std::fprintf(stderr, "wrote %s; read back, its cross-entropy is %.4f (%s)\n", o.out.c_str(),
+                   again, again == ce ? "the same" : "DIFFERENT");
+      if (again != ce) return 1;
     }
     std::printf("distilled 1-bit cross-entropy %.4f\n", ce);
     return 0;

@@ -1,5 +1,5 @@
-// OneBit's knowledge transfer for a whole Llama (the authors' llama_factory kd.py; issue 13,
-// docs/algorithms.md §7): every linear layer of every decoder layer becomes a OneBit layer with
+// OneBit's knowledge transfer for a whole Llama (the authors' llama_factory kd.py;
+// docs/algorithms.md §6): every linear layer of every decoder layer becomes a OneBit layer with
 // latent weights, started from SVID, and is trained against the float teacher.
 //
 //   student layer   y = LN?(((x ⊙ g)·sign(W)ᵀ) ⊙ h), W latent (SVID's signs × latent_scale),
