@@ -17,6 +17,11 @@
 // bit for bit: here every product is an Eigen GEMM over all tokens (or over one sequence and
 // head for attention), whose summation order differs from run.c's index order.
 //
+// Attention and SwiGLU run their linear maps as projections (projection.hpp): built from float
+// matrices they are float_projections, whose products are the ones these blocks always computed
+// (the same bits); built from projections of any kind they may be OneBit layers with latent
+// weights (onebit_projection, for knowledge transfer: models/onebit_kd.hpp), which list no weight.
+//
 // Every block owns its weights (a copy, row-major out x in, aligned) and one gradient buffer
 // of the same shape per listed weight. Forward copies its input and keeps the intermediates
 // backward needs in member buffers that only ever grow, so after the first call at the largest

@@ -210,7 +210,6 @@ inline network build(const model& m, const std::vector<onebit_parameters>* stude
   const config& c = m.cfg;
   const std::size_t dim = static_cast<std::size_t>(c.dim),
                     hidden = static_cast<std::size_t>(c.hidden_dim),
-                    kv = static_cast<std::size_t>(c.kv_dim()),
                     vocab = static_cast<std::size_t>(c.vocab_size);
   network n;
   for (std::size_t l = 0; l < m.blocks.size(); ++l) {
@@ -226,7 +225,6 @@ inline network build(const model& m, const std::vector<onebit_parameters>* stude
         p[k] = std::make_unique<float_projection>(w.rows, w.cols, *w.w);
       }
     }
-    (void)kv;
     n.blocks.push_back(llama_transformer_block(
         dim, static_cast<std::size_t>(c.n_heads), static_cast<std::size_t>(c.n_kv_heads),
         hidden, m.blocks[l].rms_att, m.blocks[l].rms_ffn, std::move(p)));
