@@ -10,4 +10,6 @@
 #include "models/llama_math.hpp"    // RMSNorm and RoPE as run.c, shared by the two below
 #include "models/llama.hpp"         // the Llama-2 forward pass, sampling, quality measures
 #include "models/llama_blocks.hpp"  // linear, RMSNorm, attention (RoPE, GQA), SwiGLU blocks
+#include "models/projection.hpp"    // float or OneBit (latent, STE) projections inside blocks
+#include "models/onebit_kd.hpp"     // OneBit's whole-model knowledge transfer
 #include "models/convert.hpp"       // a float model's linear layers to OneBit or low-bit layers

@@ -17,6 +17,11 @@
 // bit for bit: here every product is an Eigen GEMM over all tokens (or over one sequence and
 // head for attention), whose summation order differs from run.c's index order.
 //
+// Attention and SwiGLU run their linear maps as projections (projection.hpp): built from float
+// matrices they are float_projections, whose products are the ones these blocks always computed
+// (the same bits); built from projections of any kind they may be OneBit layers with latent
+// weights (onebit_projection, for knowledge transfer: models/onebit_kd.hpp), which list no weight.
+//
 // Every block owns its weights (a copy, row-major out x in, aligned) and one gradient buffer
 // of the same shape per listed weight. Forward copies its input and keeps the intermediates
 // backward needs in member buffers that only ever grow, so after the first call at the largest
@@ -31,6 +36,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <memory>
@@ -44,6 +50,7 @@
 #include "../quant/block.hpp"
 #include "llama2c.hpp"
 #include "llama_math.hpp"
+#include "projection.hpp"
 
 namespace onebit {
 
@@ -127,6 +134,15 @@ inline void require_backward(const char* who, bool forwarded, const float* dy,
   if (!forwarded)
     throw std::logic_error(std::string("onebit::") + who + ": backward before any forward");
   if (tokens != 0 && dy == nullptr) fail(who, "backward with a null dy");
+}
+
+inline void check_projection(const char* who, const char* field, const projection* p,
+                             std::size_t out, std::size_t in) {
+  if (p == nullptr) fail(who, std::string(field) + " is null");
+  if (p->out_features() != out || p->in_features() != in)
+    fail(who, std::string(field) + " maps " + std::to_string(p->in_features()) + " to " +
+                  std::to_string(p->out_features()) + " values, not " + std::to_string(in) +
+                  " to " + std::to_string(out));
 }
 
 }  // namespace llama_blocks_detail
@@ -252,8 +268,40 @@ class attention_block final : public block {
   attention_block(std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads,
                   const std::vector<float>& wq, const std::vector<float>& wk,
                   const std::vector<float>& wv, const std::vector<float>& wo, float rope_theta = 10000.0f)
+      : dim_(dim), heads_(n_heads), kv_heads_(n_kv_heads), theta_(rope_theta) {
+    check_shape();
+    const char* who = "attention_block";
+    wq_ = std::make_unique<float_projection>(dim_, dim_, wq, who, "wq");
+    wk_ = std::make_unique<float_projection>(kv_dim_, dim_, wk, who, "wk");
+    wv_ = std::make_unique<float_projection>(kv_dim_, dim_, wv, who, "wv");
+    wo_ = std::make_unique<float_projection>(dim_, dim_, wo, who, "wo");
+  }
+
+  // With projections of any kind (float, OneBit): wq, wo dim -> dim; wk, wv dim -> kv_dim.
+  attention_block(std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads,
+                  std::unique_ptr<projection> wq, std::unique_ptr<projection> wk,
+                  std::unique_ptr<projection> wv, std::unique_ptr<projection> wo,
+                  float rope_theta = 10000.0f)
       : dim_(dim), heads_(n_heads), kv_heads_(n_kv_heads), theta_(rope_theta),
-        wq_(llama_blocks_detail::to_floats(wq)), wk_(llama_blocks_detail::to_floats(wk)), wv_(llama_blocks_detail::to_floats(wv)), wo_(llama_blocks_detail::to_floats(wo)) {
+        wq_(std::move(wq)), wk_(std::move(wk)), wv_(std::move(wv)), wo_(std::move(wo)) {
+    check_shape();
+    const char* who = "attention_block";
+    llama_blocks_detail::check_projection(who, "wq", wq_.get(), dim_, dim_);
+    llama_blocks_detail::check_projection(who, "wk", wk_.get(), kv_dim_, dim_);
+    llama_blocks_detail::check_projection(who, "wv", wv_.get(), kv_dim_, dim_);
+    llama_blocks_detail::check_projection(who, "wo", wo_.get(), dim_, dim_);
+  }
+
+  std::size_t input_size() const noexcept override { return dim_; }
+  std::size_t output_size() const noexcept override { return dim_; }
+  std::size_t head_size() const noexcept { return head_size_; }
+  projection& wq() noexcept { return *wq_; }
+  projection& wk() noexcept { return *wk_; }
+  projection& wv() noexcept { return *wv_; }
+  projection& wo() noexcept { return *wo_; }
+
+ private:
+  void check_shape() {
     namespace d = llama_blocks_detail;
     const char* who = "attention_block";
     d::require_positive(who, "dim", dim_);
@@ -272,19 +320,9 @@ class attention_block final : public block {
     kv_dim_ = head_size_ * kv_heads_;
     if (!(theta_ > 0.0f) || !std::isfinite(theta_))
       d::fail(who, "rope_theta " + std::to_string(theta_) + " is not finite and > 0");
-    d::require_size(who, "wq", wq_, dim_, dim_);
-    d::require_size(who, "wk", wk_, kv_dim_, dim_);
-    d::require_size(who, "wv", wv_, kv_dim_, dim_);
-    d::require_size(who, "wo", wo_, dim_, dim_);
-    gq_.assign(wq_.size(), 0.0f);
-    gk_.assign(wk_.size(), 0.0f);
-    gv_.assign(wv_.size(), 0.0f);
-    go_.assign(wo_.size(), 0.0f);
   }
 
-  std::size_t input_size() const noexcept override { return dim_; }
-  std::size_t output_size() const noexcept override { return dim_; }
-  std::size_t head_size() const noexcept { return head_size_; }
+ public:
 
   void forward(const float* x, const token_layout& layout, float* y) override {
     namespace d = llama_blocks_detail;
@@ -303,12 +341,14 @@ class attention_block final : public block {
     float* v = d::at_least(v_, tokens_ * kv_dim_);
     float* a = d::at_least(a_, tokens_ * dim_);
     float* p = d::at_least(p_, probabilities);
-    if (tokens == 0) return;
+    if (tokens == 0) {  // the projections learn of the empty batch too (their backward zeroes)
+      for (auto* f : {wq_.get(), wk_.get(), wv_.get(), wo_.get()}) f->forward(x, 0, y);
+      return;
+    }
     d::copy_floats(x, tokens * dim_, n);
-    const auto N = d::mat(n, tokens_, dim_);
-    d::mat(q, tokens_, dim_).noalias() = N * d::mat(wq_.data(), dim_, dim_).transpose();
-    d::mat(k, tokens_, kv_dim_).noalias() = N * d::mat(wk_.data(), kv_dim_, dim_).transpose();
-    d::mat(v, tokens_, kv_dim_).noalias() = N * d::mat(wv_.data(), kv_dim_, dim_).transpose();
+    wq_->forward(n, tokens_, q);
+    wk_->forward(n, tokens_, k);
+    wv_->forward(n, tokens_, v);
     rope_table(longest);
     rotate(q, dim_, +1.0f);
     rotate(k, kv_dim_, +1.0f);
@@ -337,8 +377,7 @@ class attention_block final : public block {
       }
       row += len;
     }
-    d::mat(y, tokens_, dim_).noalias() =
-        d::mat(a, tokens_, dim_) * d::mat(wo_.data(), dim_, dim_).transpose();
+    wo_->forward(a_.data(), tokens_, y);
   }
 
   // Softmax: dS = P ⊙ (dP − rowsum(dP ⊙ P)); keys and values of a kv head gather the
@@ -347,7 +386,7 @@ class attention_block final : public block {
     namespace d = llama_blocks_detail;
     d::require_backward("attention_block", forwarded_, dy, tokens_);
     if (tokens_ == 0) {
-      for (auto* g : {&gq_, &gk_, &gv_, &go_}) std::fill(g->begin(), g->end(), 0.0f);
+      for (auto* f : {wq_.get(), wk_.get(), wv_.get(), wo_.get()}) f->backward(dy, nullptr, false);
       return;
     }
     std::size_t longest = 0;
@@ -362,9 +401,7 @@ class attention_block final : public block {
     const float* v = v_.data();
     const float* p = p_.data();
 
-    const auto dY = d::mat(dy, tokens_, dim_);
-    d::mat(go_.data(), dim_, dim_).noalias() = dY.transpose() * d::mat(a_.data(), tokens_, dim_);
-    d::mat(da, tokens_, dim_).noalias() = dY * d::mat(wo_.data(), dim_, dim_);
+    wo_->backward(dy, da, false);
     std::fill(dk, dk + tokens_ * kv_dim_, 0.0f);
     std::fill(dv, dv + tokens_ * kv_dim_, 0.0f);
 
@@ -402,26 +439,18 @@ class attention_block final : public block {
     rotate(dq, dim_, -1.0f);
     rotate(dk, kv_dim_, -1.0f);
 
-    const auto N = d::mat(n_.data(), tokens_, dim_);
-    const auto dQ = d::mat(static_cast<const float*>(dq), tokens_, dim_);
-    const auto dK = d::mat(static_cast<const float*>(dk), tokens_, kv_dim_);
-    const auto dV = d::mat(static_cast<const float*>(dv), tokens_, kv_dim_);
-    d::mat(gq_.data(), dim_, dim_).noalias() = dQ.transpose() * N;
-    d::mat(gk_.data(), kv_dim_, dim_).noalias() = dK.transpose() * N;
-    d::mat(gv_.data(), kv_dim_, dim_).noalias() = dV.transpose() * N;
-    if (dx != nullptr) {
-      auto dX = d::mat(dx, tokens_, dim_);
-      dX.noalias() = dQ * d::mat(wq_.data(), dim_, dim_);
-      dX.noalias() += dK * d::mat(wk_.data(), kv_dim_, dim_);
-      dX.noalias() += dV * d::mat(wv_.data(), kv_dim_, dim_);
-    }
+    wq_->backward(dq, dx, false);
+    wk_->backward(dk, dx, true);
+    wv_->backward(dv, dx, true);
   }
 
   std::vector<block_weight> weights() override {
-    return {block_weight{"wq", dim_, dim_, wq_.data(), gq_.data()},
-            block_weight{"wk", kv_dim_, dim_, wk_.data(), gk_.data()},
-            block_weight{"wv", kv_dim_, dim_, wv_.data(), gv_.data()},
-            block_weight{"wo", dim_, dim_, wo_.data(), go_.data()}};
+    std::vector<block_weight> all;
+    wq_->list_weights("wq", all);
+    wk_->list_weights("wk", all);
+    wv_->list_weights("wv", all);
+    wo_->list_weights("wo", all);
+    return all;
   }
 
  private:
@@ -464,7 +493,7 @@ class attention_block final : public block {
 
   std::size_t dim_, heads_, kv_heads_, head_size_ = 0, kv_dim_ = 0;
   float theta_;
-  llama_blocks_detail::floats wq_, wk_, wv_, wo_, gq_, gk_, gv_, go_;
+  std::unique_ptr<projection> wq_, wk_, wv_, wo_;
   std::vector<std::size_t> lengths_;
   llama_blocks_detail::floats n_, q_, k_, v_, a_, p_;  // kept by forward for backward
   llama_blocks_detail::floats da_, dq_, dk_, dv_, ds_;  // backward's scratch
@@ -479,17 +508,26 @@ class swiglu_block final : public block {
  public:
   swiglu_block(std::size_t dim, std::size_t hidden, const std::vector<float>& w1,
                const std::vector<float>& w2, const std::vector<float>& w3)
-      : dim_(dim), hidden_(hidden), w1_(llama_blocks_detail::to_floats(w1)), w2_(llama_blocks_detail::to_floats(w2)), w3_(llama_blocks_detail::to_floats(w3)) {
-    namespace d = llama_blocks_detail;
-    d::require_positive("swiglu_block", "dim", dim_);
-    d::require_positive("swiglu_block", "hidden", hidden_);
-    d::require_size("swiglu_block", "w1", w1_, hidden_, dim_);
-    d::require_size("swiglu_block", "w2", w2_, dim_, hidden_);
-    d::require_size("swiglu_block", "w3", w3_, hidden_, dim_);
-    g1_.assign(w1_.size(), 0.0f);
-    g2_.assign(w2_.size(), 0.0f);
-    g3_.assign(w3_.size(), 0.0f);
+      : dim_(dim), hidden_(hidden) {
+    check_shape();
+    w1_ = std::make_unique<float_projection>(hidden_, dim_, w1, "swiglu_block", "w1");
+    w2_ = std::make_unique<float_projection>(dim_, hidden_, w2, "swiglu_block", "w2");
+    w3_ = std::make_unique<float_projection>(hidden_, dim_, w3, "swiglu_block", "w3");
   }
+
+  // With projections of any kind: w1, w3 dim -> hidden; w2 hidden -> dim.
+  swiglu_block(std::size_t dim, std::size_t hidden, std::unique_ptr<projection> w1,
+               std::unique_ptr<projection> w2, std::unique_ptr<projection> w3)
+      : dim_(dim), hidden_(hidden), w1_(std::move(w1)), w2_(std::move(w2)), w3_(std::move(w3)) {
+    check_shape();
+    llama_blocks_detail::check_projection("swiglu_block", "w1", w1_.get(), hidden_, dim_);
+    llama_blocks_detail::check_projection("swiglu_block", "w2", w2_.get(), dim_, hidden_);
+    llama_blocks_detail::check_projection("swiglu_block", "w3", w3_.get(), hidden_, dim_);
+  }
+
+  projection& w1() noexcept { return *w1_; }
+  projection& w2() noexcept { return *w2_; }
+  projection& w3() noexcept { return *w3_; }
 
   std::size_t input_size() const noexcept override { return dim_; }
   std::size_t output_size() const noexcept override { return dim_; }
@@ -499,19 +537,21 @@ class swiglu_block final : public block {
     const std::size_t tokens = tokens_ = layout.tokens();
     if (d::missing_buffers(x, y, tokens)) d::fail_buffers("swiglu_block", tokens);
     forwarded_ = true;
-    if (tokens == 0) return;
+    if (tokens == 0) {  // the projections learn of the empty batch too (their backward zeroes)
+      for (auto* f : {w1_.get(), w2_.get(), w3_.get()}) f->forward(x, 0, y);
+      return;
+    }
     float* n = d::at_least(n_, tokens_ * dim_);
     d::copy_floats(x, tokens * dim_, n);
-    const auto N = d::mat(n, tokens_, dim_);
     auto H1 = d::mat(d::at_least(h1_, tokens_ * hidden_), tokens_, hidden_);
     auto H3 = d::mat(d::at_least(h3_, tokens_ * hidden_), tokens_, hidden_);
     auto S = d::mat(d::at_least(sig_, tokens_ * hidden_), tokens_, hidden_);
     auto G = d::mat(d::at_least(g_, tokens_ * hidden_), tokens_, hidden_);
-    H1.noalias() = N * d::mat(w1_.data(), hidden_, dim_).transpose();
-    H3.noalias() = N * d::mat(w3_.data(), hidden_, dim_).transpose();
+    w1_->forward(n, tokens_, H1.data());
+    w3_->forward(n, tokens_, H3.data());
     S.array() = (1.0f + (-H1.array()).exp()).inverse();
     G.array() = H1.array() * S.array() * H3.array();
-    d::mat(y, tokens_, dim_).noalias() = G * d::mat(w2_.data(), dim_, hidden_).transpose();
+    w2_->forward(G.data(), tokens_, y);
   }
 
   // silu'(a) = σ(a)·(1 + a·(1 − σ(a))).
@@ -519,40 +559,38 @@ class swiglu_block final : public block {
     namespace d = llama_blocks_detail;
     d::require_backward("swiglu_block", forwarded_, dy, tokens_);
     if (tokens_ == 0) {
-      for (auto* g : {&g1_, &g2_, &g3_}) std::fill(g->begin(), g->end(), 0.0f);
+      for (auto* f : {w1_.get(), w2_.get(), w3_.get()}) f->backward(dy, nullptr, false);
       return;
     }
-    const auto dY = d::mat(dy, tokens_, dim_);
-    const auto N = d::mat(n_.data(), tokens_, dim_);
     const auto H1 = d::mat(static_cast<const float*>(h1_.data()), tokens_, hidden_);
     const auto H3 = d::mat(static_cast<const float*>(h3_.data()), tokens_, hidden_);
     const auto S = d::mat(static_cast<const float*>(sig_.data()), tokens_, hidden_);
-    const auto G = d::mat(static_cast<const float*>(g_.data()), tokens_, hidden_);
     auto dH1 = d::mat(d::at_least(dh1_, tokens_ * hidden_), tokens_, hidden_);
     auto dH3 = d::mat(d::at_least(dh3_, tokens_ * hidden_), tokens_, hidden_);
-    d::mat(g2_.data(), dim_, hidden_).noalias() = dY.transpose() * G;
-    dH3.noalias() = dY * d::mat(w2_.data(), dim_, hidden_);  // dG for now
+    w2_->backward(dy, dH3.data(), false);  // dG for now
     dH1.array() = dH3.array() * H3.array() * S.array() *
                   (1.0f + H1.array() * (1.0f - S.array()));
     dH3.array() *= H1.array() * S.array();
-    d::mat(g1_.data(), hidden_, dim_).noalias() = dH1.transpose() * N;
-    d::mat(g3_.data(), hidden_, dim_).noalias() = dH3.transpose() * N;
-    if (dx != nullptr) {
-      auto dX = d::mat(dx, tokens_, dim_);
-      dX.noalias() = dH1 * d::mat(w1_.data(), hidden_, dim_);
-      dX.noalias() += dH3 * d::mat(w3_.data(), hidden_, dim_);
-    }
+    w1_->backward(dH1.data(), dx, false);
+    w3_->backward(dH3.data(), dx, true);
   }
 
   std::vector<block_weight> weights() override {
-    return {block_weight{"w1", hidden_, dim_, w1_.data(), g1_.data()},
-            block_weight{"w2", dim_, hidden_, w2_.data(), g2_.data()},
-            block_weight{"w3", hidden_, dim_, w3_.data(), g3_.data()}};
+    std::vector<block_weight> all;
+    w1_->list_weights("w1", all);
+    w2_->list_weights("w2", all);
+    w3_->list_weights("w3", all);
+    return all;
   }
 
  private:
   std::size_t dim_, hidden_;
-  llama_blocks_detail::floats w1_, w2_, w3_, g1_, g2_, g3_;
+  void check_shape() const {
+    llama_blocks_detail::require_positive("swiglu_block", "dim", dim_);
+    llama_blocks_detail::require_positive("swiglu_block", "hidden", hidden_);
+  }
+
+  std::unique_ptr<projection> w1_, w2_, w3_;
   llama_blocks_detail::floats n_, h1_, h3_, sig_, g_;  // kept by forward for backward
   llama_blocks_detail::floats dh1_, dh3_;
   std::size_t tokens_ = 0;
@@ -695,6 +733,29 @@ inline std::unique_ptr<sequential_block> llama_transformer_block(
   ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(layer.rms_ffn), eps));
   ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(layer.w1),
                                                std::move(layer.w2), std::move(layer.w3)));
+  both.push_back(
+      std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
+  both.push_back(
+      std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(ffn))));
+  return std::make_unique<sequential_block>(std::move(both));
+}
+
+// The same layer with projections of any kind (float, OneBit), in file order wq wk wv wo w1
+// w2 w3, and the two RMSNorm scales.
+inline std::unique_ptr<sequential_block> llama_transformer_block(
+    std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads, std::size_t hidden,
+    std::vector<float> rms_att, std::vector<float> rms_ffn,
+    std::array<std::unique_ptr<projection>, 7> p, float rope_theta = 10000.0f,
+    float eps = 1e-5f) {
+  std::vector<std::unique_ptr<block>> attention, ffn, both;
+  attention.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_att), eps));
+  attention.push_back(std::make_unique<attention_block>(dim, n_heads, n_kv_heads,
+                                                        std::move(p[0]), std::move(p[1]),
+                                                        std::move(p[2]), std::move(p[3]),
+                                                        rope_theta));
+  ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_ffn), eps));
+  ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(p[4]), std::move(p[5]),
+                                               std::move(p[6])));
   both.push_back(
       std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
   both.push_back(

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstddef>
 #include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace onebit {
@@ -31,6 +33,20 @@ class adam_state {
 
   std::size_t size() const noexcept { return m_.size(); }
   std::size_t steps() const noexcept { return t_; }
+
+  // The moments and the step count, for a checkpoint; restore() puts saved ones back (the
+  // same size), so that a resumed run continues bit for bit.
+  const std::vector<T>& first_moment() const noexcept { return m_; }
+  const std::vector<T>& second_moment() const noexcept { return v_; }
+  void restore(std::vector<T> m, std::vector<T> v, std::size_t steps) {
+    if (m.size() != m_.size() || v.size() != v_.size())
+      throw std::invalid_argument("onebit::adam_state::restore: moments of " +
+                                  std::to_string(m.size()) + " and " + std::to_string(v.size()) +
+                                  " values for a state of " + std::to_string(m_.size()));
+    m_ = std::move(m);
+    v_ = std::move(v);
+    t_ = steps;
+  }
 
   // One step: params[i] updated from grads[i], i < size().
   void step(T* params, const T* grads, const adam_options& o) {
