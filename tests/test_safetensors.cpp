@@ -162,7 +162,8 @@ TEST_CASE_TEMPLATE("save then load gives bit-identical layers, padding garbage c
   const auto loaded = io::load(path);
   REQUIRE(loaded.size() == layers.size());
   const io::mapped_file file(path);
-  for (const auto& [name, layer] : layers) {
+  for (const auto& [key, layer] : layers) {
+    const std::string& name = key;  // CAPTURE's lambda cannot capture a structured binding
     CAPTURE(name);
     const onebit::linear<> copy = loaded.at(name);
     CHECK(copy.W.rows() == layer.W.rows());
@@ -257,7 +258,8 @@ TEST_CASE("mapped layers are views into the file and run gemm bit for bit like t
   CHECK(file.names() == std::vector<std::string>{"down", "ffn", "odd", "q"});
   const io::tensor_view q = file.tensor("q.W");
   const std::byte* begin = q.data - file.file().data_offset() - q.info->begin;
-  for (const auto& [name, layer] : layers) {
+  for (const auto& [key, layer] : layers) {
+    const std::string& name = key;  // CAPTURE's lambda cannot capture a structured binding
     CAPTURE(name);
     const onebit::linear_view<> view = file.layer(name);
     // Zero-copy: W, g and h point into the mapping.
@@ -919,7 +921,8 @@ TEST_CASE("the post-LayerNorm is saved in the metadata and read back; files with
   CHECK(file.metadata().at("onebit.layer.off") == "linear");
   CHECK(file.metadata().at("onebit.layer.on") == "linear norm=layernorm eps=1e-05");
   const auto loaded = io::load(path);
-  for (const auto& [name, layer] : layers) {
+  for (const auto& [key, layer] : layers) {
+    const std::string& name = key;  // INFO's lambda cannot capture a structured binding
     INFO(name);
     CHECK(same_layer(loaded.at(name), layer));
     CHECK(loaded.at(name).norm.enabled == layer.norm.enabled);
