@@ -217,14 +217,6 @@ template <class P>
 struct has_finish<P, std::void_t<decltype(std::declval<const P&>().finish_rows(0, 0))>>
     : std::true_type {};
 
-// Splits the rows of a prepared product (anything with rows(), row_block() and a const,
-// noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into one contiguous range
-// per thread, each starting on a multiple of the product's row block so that no block is
-// computed twice. One range each: a product of 30-200 µs has no room for more hand-offs, and
-// thread_pool's claiming lets the caller take a range a late worker has not started. A product
-// with a finishing step (prepared_gemm of a layer with post_norm) then finishes its batch rows,
-// split over the threads too, once every range is done: each batch row's finish is the same
-// code on the same pre-norm bits wherever it runs, so the result is the one-thread gemm's.
 template <class Executor>
 std::size_t thread_count(Executor& executor) {
   std::size_t threads = 0;
@@ -246,6 +238,14 @@ inline void cpu_pause() noexcept {
 #endif
 }
 
+// Splits the rows of a prepared product (anything with rows(), row_block() and a const,
+// noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into one contiguous range
+// per thread, each starting on a multiple of the product's row block so that no block is
+// computed twice. One range each: a product of 30-200 µs has no room for more hand-offs, and
+// thread_pool's claiming lets the caller take a range a late worker has not started. A product
+// with a finishing step (prepared_gemm of a layer with post_norm) then finishes its batch rows,
+// split over the threads too, once every range is done: each batch row's finish is the same
+// code on the same pre-norm bits wherever it runs, so the result is the one-thread gemm's.
 template <class Executor, class Prepared>
 void run_parallel(Executor& executor, const Prepared& p) {
   const std::size_t threads = thread_count(executor);
@@ -314,7 +314,7 @@ struct prepare_split {
     const std::size_t block = std::max<std::size_t>(1, p.row_block());
     const std::size_t blocks = (rows + block - 1) / block;
     const std::size_t ranges = std::min(blocks, threads);
-    const std::size_t parts = std::min(batch, threads);
+    const std::size_t parts = std::min(batch, ranges);
     std::atomic<std::size_t> next{0}, done{0};
     std::atomic<bool> overflow{false}, ready{false};
     executor.parallel_for(ranges, [&, block, blocks, ranges, parts, batch](std::size_t i) {
