@@ -32,6 +32,17 @@ struct serial_executor {
   std::size_t size() const { return threads; }
 };
 
+// Counts its hand-offs; says it has 2 threads.
+struct counting_executor {
+  std::size_t calls = 0;
+  template <class F>
+  void parallel_for(std::size_t n, F&& f) {
+    ++calls;
+    for (std::size_t i = 0; i < n; ++i) f(i);
+  }
+  std::size_t size() const { return 2; }
+};
+
 // Bytes, not ==: the overflow case's outputs may be NaN.
 bool same_bytes(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
@@ -145,4 +156,23 @@ TEST_CASE("split prepare: bad arguments still throw from the caller") {
   CHECK_THROWS_WITH_AS(onebit::gemm(pool, packed, x.data(), 30, in, y.data(), out,
                                     onebit::gemm_options{kernel::lut, std::nullopt}),
                        doctest::Contains("cannot run"), std::invalid_argument);
+}
+
+// The split adds no hand-off: one parallel_for per slice of 64 batch rows (and one more for
+// the post-norm's finish), whether the prepare is split (batch x in >= the threshold) or not.
+TEST_CASE("split prepare: one hand-off per slice") {
+  auto layer = onebit_test::random_layer(out, in);
+  for (bool norm : {false, true}) {
+    layer.norm.enabled = norm;
+    for (std::size_t batch : {1u, 2u, 30u, 64u, 65u, 130u}) {
+      const std::vector<float> x = onebit_test::gaussian(batch * in);
+      std::vector<float> y(batch * out), y1(batch * out);
+      onebit::gemm(layer, x.data(), batch, in, y1.data(), out);
+      counting_executor executor;
+      onebit::gemm(executor, layer, x.data(), batch, in, y.data(), out);
+      const std::size_t slices = (batch + 63) / 64;
+      CHECK_MESSAGE(executor.calls == slices * (norm ? 2 : 1), "batch ", batch, " norm ", norm);
+      CHECK(same_bytes(y, y1));
+    }
+  }
 }
