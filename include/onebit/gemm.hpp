@@ -151,6 +151,10 @@ void check_gemm(const char* function, const layer_bits& layer, const T* x, std::
 
 }  // namespace detail
 
+namespace detail {
+struct prepare_split;  // parallel.hpp: prepare's batch rows split over threads
+}  // namespace detail
+
 // Activations prepared for one product: a = x ⊙ g and the chosen kernel's tables, and where y
 // goes. run_rows is const, noexcept and allocation-free: ranges may run on any threads at once.
 // It refers to the layer, x only while preparing, and y: keep the layer and y alive.
@@ -167,10 +171,8 @@ class prepared_gemm {
   template <class Word, class T>
   void prepare(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
                float* y, std::size_t ldy, const gemm_options& options = {}) {
-    const detail::layer_bits bits = detail::bits_of(layer);
-    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
-    prepare_checked(bits, detail::concrete(options.k), resolve_isa(options.path), x, batch, ldx,
-                    y, ldy);
+    start(layer, x, batch, ldx, y, ldy, options);
+    commit_rows(prepare_rows(0, batch));
   }
   template <class Word, class T>
   void prepare(const linear<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
@@ -181,10 +183,8 @@ class prepared_gemm {
   template <class T>
   void prepare(const packed_linear& layer, const T* x, std::size_t batch, std::size_t ldx,
                float* y, std::size_t ldy) {
-    const detail::layer_bits bits = detail::packed_access::bits(layer);
-    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
-    detail::require_supported(layer.path(), "a packed layer");
-    prepare_checked(bits, layer.packed_kernel(), layer.path(), x, batch, ldx, y, ldy);
+    start(layer, x, batch, ldx, y, ldy);
+    commit_rows(prepare_rows(0, batch));
   }
 
   std::size_t rows() const noexcept { return args_.rows; }
@@ -231,9 +231,31 @@ class prepared_gemm {
   }
 
  private:
+  friend struct detail::prepare_split;
+
+  // prepare without the batch rows' part: the checks, then prepare_shared.
+  template <class Word, class T>
+  void start(const linear_view<Word>& layer, const T* x, std::size_t batch, std::size_t ldx,
+             float* y, std::size_t ldy, const gemm_options& options = {}) {
+    const detail::layer_bits bits = detail::bits_of(layer);
+    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
+    prepare_shared(bits, detail::concrete(options.k), resolve_isa(options.path), x, batch, ldx,
+                   y, ldy);
+  }
   template <class T>
-  void prepare_checked(const detail::layer_bits& layer, kernel k, isa path, const T* x,
-                       std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
+  void start(const packed_linear& layer, const T* x, std::size_t batch, std::size_t ldx,
+             float* y, std::size_t ldy) {
+    const detail::layer_bits bits = detail::packed_access::bits(layer);
+    detail::check_gemm("prepare", bits, x, batch, ldx, y, ldy);
+    detail::require_supported(layer.path(), "a packed layer");
+    prepare_shared(bits, layer.packed_kernel(), layer.path(), x, batch, ldx, y, ldy);
+  }
+
+  // The first part of prepare: the layout of the prepared buffers, g as floats, and what no
+  // batch row owns; the batch rows' own part is left to prepare_rows, then commit_rows.
+  template <class T>
+  void prepare_shared(const detail::layer_bits& layer, kernel k, isa path, const T* x,
+                      std::size_t batch, std::size_t ldx, float* y, std::size_t ldy) {
     namespace quantize = kernels::quantize;
     using detail::activation_form;
     const detail::kernel_body& body = detail::select_body(k, path, layer.format, batch);
@@ -241,9 +263,6 @@ class prepared_gemm {
     const bool floats = body.form == activation_form::floats;
     const bool int8 = detail::is_int8(body.form);
     const detail::prepare_sizes z = detail::sizes_for(body, n);
-    const std::size_t lda = z.lda, groups = z.groups, ldt = z.ldt, plane_stride = z.plane_stride,
-                      planes_per_row = z.planes_per_row, int_groups = z.int_groups, ldq = z.ldq,
-                      ldit = z.ldit;
 
     // Each piece starts on a cache line.
     std::size_t offset = 0;
@@ -252,93 +271,160 @@ class prepared_gemm {
       offset += detail::round_up(bytes, detail::cache_line);
       return at;
     };
-    const std::size_t at_g = claim(n * 4), at_a = claim(batch * lda * 4),
+    const std::size_t at_g = claim(n * 4), at_a = claim(batch * z.lda * 4),
                       at_sums = claim(body.signed_rows ? batch * 4 : 0),
-                      at_tables = claim(batch * ldt * 4),
+                      at_tables = claim(batch * z.ldt * 4),
                       at_scale = claim(floats ? 0 : batch * 4),
-                      at_qsum = claim(int8 ? batch * 4 : 0), at_q = claim(batch * ldq),
-                      at_planes = claim(batch * planes_per_row * plane_stride),
-                      at_valid = claim(body.form == activation_form::signs ? plane_stride : 0),
-                      at_itables = claim(batch * ldit);
+                      at_qsum = claim(int8 ? batch * 4 : 0), at_q = claim(batch * z.ldq),
+                      at_planes = claim(batch * z.planes_per_row * z.plane_stride),
+                      at_valid = claim(body.form == activation_form::signs ? z.plane_stride : 0),
+                      at_itables = claim(batch * z.ldit);
     scratch_.reserve(offset);
     std::byte* base = scratch_.data();
     auto* g = reinterpret_cast<float*>(base + at_g);
-    auto* a = reinterpret_cast<float*>(base + at_a);
-    auto* sums = reinterpret_cast<float*>(base + at_sums);
-    auto* tables = reinterpret_cast<float*>(base + at_tables);
-    auto* row_scale = reinterpret_cast<float*>(base + at_scale);
-    auto* q_sum = reinterpret_cast<std::int32_t*>(base + at_qsum);
-    auto* q = reinterpret_cast<std::int8_t*>(base + at_q);
-    auto* planes = reinterpret_cast<unsigned char*>(base + at_planes);
     auto* valid = reinterpret_cast<unsigned char*>(base + at_valid);
-    auto* itables = reinterpret_cast<void*>(base + at_itables);
-
-    const bool batched = body.batched_rows != nullptr && batch >= body.batched_from;
-    kernels::detail::rows_fn rows = batched ? body.batched_rows : body.rows;
-    const char* body_name = batched ? body.batched_name : body.name;
-    const detail::quantizers& quantizer = body.quantize;
     detail::table_for<detail::half_family>(path).to_floats(
         reinterpret_cast<const std::uint16_t*>(layer.g), g, n);
-    if (body.form == activation_form::signs) quantize::valid_plane(n, valid, plane_stride);
-    for (std::size_t b = 0; b < batch; ++b) {
-      float* ab = a + b * lda;
-      const T* xb = x + b * ldx;
+    if (body.form == activation_form::signs) quantize::valid_plane(n, valid, z.plane_stride);
+
+    args_ = kernels::detail::gemm_args{layer.w,
+                                       layer.stride,
+                                       layer.rows,
+                                       layer.cols,
+                                       layer.h,
+                                       batch,
+                                       reinterpret_cast<float*>(base + at_a),
+                                       z.lda,
+                                       reinterpret_cast<float*>(base + at_sums),
+                                       reinterpret_cast<float*>(base + at_tables),
+                                       z.ldt,
+                                       y,
+                                       ldy};
+    args_.planes = reinterpret_cast<unsigned char*>(base + at_planes);
+    args_.plane_stride = z.plane_stride;
+    args_.ldp = z.planes_per_row * z.plane_stride;
+    args_.valid = valid;
+    args_.q = reinterpret_cast<std::int8_t*>(base + at_q);
+    args_.ldq = z.ldq;
+    args_.q_sum = reinterpret_cast<std::int32_t*>(base + at_qsum);
+    args_.row_scale = reinterpret_cast<float*>(base + at_scale);
+    args_.itables = reinterpret_cast<void*>(base + at_itables);
+    args_.ldit = z.ldit;
+    pending_ = {&body,
+                g,
+                z,
+                path,
+                x,
+                ldx,
+                reinterpret_cast<float*>(base + at_a),
+                reinterpret_cast<float*>(base + at_sums),
+                reinterpret_cast<float*>(base + at_tables),
+                reinterpret_cast<float*>(base + at_scale),
+                reinterpret_cast<std::int32_t*>(base + at_qsum),
+                reinterpret_cast<std::int8_t*>(base + at_q),
+                reinterpret_cast<unsigned char*>(base + at_planes),
+                reinterpret_cast<std::byte*>(base + at_itables),
+                &prepare_rows_of<T>};
+    rows_fn_ = nullptr;  // until commit_rows: a half-prepared product runs nothing
+    norm_ = layer.norm;
+    row_block_ = body.row_block;
+    kernel_ = body.ran;
+    path_ = path;
+  }
+
+  // What prepare_shared leaves for the batch rows: x (of the type prepare was called with)
+  // and the body's sizes.
+  struct pending_rows {
+    const detail::kernel_body* body = nullptr;
+    const float* g = nullptr;
+    detail::prepare_sizes z{};
+    isa path = isa::portable;
+    const void* x = nullptr;
+    std::size_t ldx = 0;
+    // The pieces the rows write (gemm_args holds them as const).
+    float* a = nullptr;
+    float* sums = nullptr;
+    float* tables = nullptr;
+    float* row_scale = nullptr;
+    std::int32_t* q_sum = nullptr;
+    std::int8_t* q = nullptr;
+    unsigned char* planes = nullptr;
+    std::byte* itables = nullptr;
+    bool (*rows)(const pending_rows&, std::size_t, std::size_t, std::size_t) noexcept = nullptr;
+  };
+
+  // Batch rows [b0, b1) of the prepared activations: each row's part reads only x's row and g
+  // and writes only that row's pieces, so disjoint ranges may run on any threads at once and
+  // give the same bytes. Returns whether some row's Σ|a| is not below 2^125 (the signed body
+  // must run: kernel_body says why).
+  bool prepare_rows(std::size_t b0, std::size_t b1) const noexcept {
+    return pending_.rows(pending_, args_.cols, b0, b1);
+  }
+
+  template <class T>
+  static bool prepare_rows_of(const pending_rows& w, std::size_t n, std::size_t b0,
+                              std::size_t b1) noexcept {
+    namespace quantize = kernels::quantize;
+    using detail::activation_form;
+    const detail::kernel_body& body = *w.body;
+    const detail::prepare_sizes& z = w.z;
+    const std::size_t lda = z.lda;
+    const bool int8 = detail::is_int8(body.form);
+    const float* g = w.g;
+    const T* x = static_cast<const T*>(w.x);
+    const detail::quantizers& quantizer = body.quantize;
+    bool overflow = false;
+    for (std::size_t b = b0; b < b1; ++b) {
+      float* ab = w.a + b * lda;
+      const T* xb = x + b * w.ldx;
       if constexpr (std::is_same_v<T, half>) {
-        detail::table_for<detail::half_family>(path).to_floats(
+        detail::table_for<detail::half_family>(w.path).to_floats(
             reinterpret_cast<const std::uint16_t*>(xb), ab, n);
         for (std::size_t i = 0; i < n; ++i) ab[i] *= g[i];
       } else {
         for (std::size_t i = 0; i < n; ++i) ab[i] = xb[i] * g[i];
       }
       std::memset(ab + n, 0, (lda - n) * sizeof(float));  // padding bits meet a = 0
-      if (body.tables) body.tables(ab, groups, tables + b * ldt);
+      if (body.tables) body.tables(ab, z.groups, w.tables + b * z.ldt);
       if (body.signed_rows) {
         float total = 0, magnitude = 0;
         for (std::size_t i = 0; i < n; ++i) {
           total += ab[i];
           magnitude += ab[i] < 0 ? -ab[i] : ab[i];
         }
-        sums[b] = total;
-        if (!(magnitude < 0x1p125f)) {  // NaN fails the test too
-          rows = body.signed_rows;
-          body_name = body.signed_name;
-        }
+        w.sums[b] = total;
+        if (!(magnitude < 0x1p125f)) overflow = true;  // NaN fails the test too
       }
       if (int8) {
-        std::int8_t* qb = q + b * ldq;
+        std::int8_t* qb = w.q + b * z.ldq;
         const quantize::int8_row r = quantizer.int8(ab, n, qb);
-        std::memset(qb + n, 0, ldq - n);  // padding bits and table groups meet q = 0
-        row_scale[b] = r.scale;
-        q_sum[b] = r.sum;
+        std::memset(qb + n, 0, z.ldq - n);  // padding bits and table groups meet q = 0
+        w.row_scale[b] = r.scale;
+        w.q_sum[b] = r.sum;
         if (body.form == activation_form::int8_planes)
-          quantizer.planes(qb, n, planes + b * 8 * plane_stride, plane_stride);
+          quantizer.planes(qb, n, w.planes + b * 8 * z.plane_stride, z.plane_stride);
         else if (body.form == activation_form::int8_tables)
-          body.int_tables(qb, int_groups, static_cast<std::byte*>(itables) + b * ldit);
+          body.int_tables(qb, z.int_groups, w.itables + b * z.ldit);
       }
       if (body.form == activation_form::signs) {
-        row_scale[b] = quantize::binary_scale(ab, n);
-        quantizer.signs(ab, n, planes + b * plane_stride, plane_stride);
+        w.row_scale[b] = quantize::binary_scale(ab, n);
+        quantizer.signs(ab, n, w.planes + b * z.plane_stride, z.plane_stride);
       }
     }
+    return overflow;
+  }
 
-    args_ = kernels::detail::gemm_args{layer.w, layer.stride, layer.rows, layer.cols, layer.h,
-                                       batch, a, lda, sums, tables, ldt, y, ldy};
-    args_.planes = planes;
-    args_.plane_stride = plane_stride;
-    args_.ldp = planes_per_row * plane_stride;
-    args_.valid = valid;
-    args_.q = q;
-    args_.ldq = ldq;
-    args_.q_sum = q_sum;
-    args_.row_scale = row_scale;
-    args_.itables = itables;
-    args_.ldit = ldit;
-    rows_fn_ = rows;
-    norm_ = layer.norm;
-    row_block_ = body.row_block;
-    kernel_ = body.ran;
-    body_name_ = body_name;
-    path_ = path;
+  // Ends a prepare once every batch row is prepared: the body to run, chosen by the batch
+  // and by whether any row overflowed (the or of prepare_rows' results).
+  void commit_rows(bool overflow) noexcept {
+    const detail::kernel_body& body = *pending_.body;
+    const bool batched = body.batched_rows != nullptr && args_.batch >= body.batched_from;
+    rows_fn_ = batched ? body.batched_rows : body.rows;
+    body_name_ = batched ? body.batched_name : body.name;
+    if (overflow && body.signed_rows) {
+      rows_fn_ = body.signed_rows;
+      body_name_ = body.signed_name;
+    }
   }
 
   detail::aligned_buffer scratch_;  // g as float, then a, then tables
@@ -349,6 +435,7 @@ class prepared_gemm {
   const char* body_name_ = "";
   isa path_ = isa::portable;
   std::size_t row_block_ = 1;
+  pending_rows pending_{};
 };
 
 namespace detail {
@@ -374,6 +461,20 @@ using if_onebit_product =
 
 }  // namespace detail
 
+namespace detail {
+
+// A packed layer runs the kernel and path it was packed for.
+inline void check_packed_options(const packed_linear& layer, const gemm_options& options) {
+  const bool other_kernel = options.k != kernel::automatic && options.k != layer.packed_kernel();
+  if (other_kernel || (options.path && *options.path != layer.path()))
+    throw std::invalid_argument(std::string("onebit::prepare: a layer packed for ") +
+                                to_string(layer.packed_kernel()) + " on " +
+                                to_string(layer.path()) + " cannot run " +
+                                (other_kernel ? to_string(options.k) : to_string(*options.path)));
+}
+
+}  // namespace detail
+
 // Prepare a product once; run its rows with run_rows / run. A packed layer runs the kernel and
 // path it was packed for: options that ask for another throw std::invalid_argument.
 template <class Layer, class T, detail::if_onebit_product<Layer, T> = 0>
@@ -381,12 +482,7 @@ prepared_gemm prepare(const Layer& layer, const T* x, std::size_t batch, std::si
                       float* y, std::size_t ldy, const gemm_options& options = {}) {
   prepared_gemm p;
   if constexpr (std::is_same_v<Layer, packed_linear>) {
-    const bool other_kernel = options.k != kernel::automatic && options.k != layer.packed_kernel();
-    if (other_kernel || (options.path && *options.path != layer.path()))
-      throw std::invalid_argument(std::string("onebit::prepare: a layer packed for ") +
-                                  to_string(layer.packed_kernel()) + " on " +
-                                  to_string(layer.path()) + " cannot run " +
-                                  (other_kernel ? to_string(options.k) : to_string(*options.path)));
+    detail::check_packed_options(layer, options);
     p.prepare(layer, x, batch, ldx, y, ldy);
   } else {
     p.prepare(layer, x, batch, ldx, y, ldy, options);

@@ -217,6 +217,27 @@ template <class P>
 struct has_finish<P, std::void_t<decltype(std::declval<const P&>().finish_rows(0, 0))>>
     : std::true_type {};
 
+template <class Executor>
+std::size_t thread_count(Executor& executor) {
+  std::size_t threads = 0;
+  if constexpr (has_size<Executor>::value) threads = static_cast<std::size_t>(executor.size());
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  return threads;
+}
+
+template <class Executor, class Prepared>
+void finish_parallel(Executor& executor, std::size_t threads, const Prepared& p);
+
+inline void cpu_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#else
+  std::this_thread::yield();
+#endif
+}
+
 // Splits the rows of a prepared product (anything with rows(), row_block() and a const,
 // noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into one contiguous range
 // per thread, each starting on a multiple of the product's row block so that no block is
@@ -227,9 +248,7 @@ struct has_finish<P, std::void_t<decltype(std::declval<const P&>().finish_rows(0
 // code on the same pre-norm bits wherever it runs, so the result is the one-thread gemm's.
 template <class Executor, class Prepared>
 void run_parallel(Executor& executor, const Prepared& p) {
-  std::size_t threads = 0;
-  if constexpr (has_size<Executor>::value) threads = static_cast<std::size_t>(executor.size());
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t threads = thread_count(executor);
   const std::size_t rows = p.rows();
   const std::size_t block = std::max<std::size_t>(1, p.row_block());
   const std::size_t blocks = (rows + block - 1) / block;
@@ -237,15 +256,89 @@ void run_parallel(Executor& executor, const Prepared& p) {
   executor.parallel_for(ranges, [&p, block, blocks, ranges](std::size_t i) {
     p.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
   });
-  if constexpr (has_finish<Prepared>::value) {
-    if (!p.needs_finish()) return;
-    const std::size_t batch = p.batch();
-    const std::size_t parts = std::min(batch, threads);
-    executor.parallel_for(parts, [&p, batch, parts](std::size_t i) {
-      p.finish_rows(batch * i / parts, batch * (i + 1) / parts);
-    });
-  }
+  if constexpr (has_finish<Prepared>::value) finish_parallel(executor, threads, p);
 }
+
+// The post-norm of a prepared_gemm's batch rows, split over the threads, once all its row
+// ranges have run.
+template <class Executor, class Prepared>
+void finish_parallel(Executor& executor, std::size_t threads, const Prepared& p) {
+  if (!p.needs_finish()) return;
+  const std::size_t batch = p.batch();
+  const std::size_t parts = std::min(batch, threads);
+  executor.parallel_for(parts, [&p, batch, parts](std::size_t i) {
+    p.finish_rows(batch * i / parts, batch * (i + 1) / parts);
+  });
+}
+
+// Below this many activations (batch rows x in features) prepare's batch rows run on the
+// calling thread before the hand-off. At 4096 prepare takes 1.9-4.4 µs on one thread
+// (bench_prepare: vnni_int8, add_only, lut), so two threads save 1-2 µs, several times the
+// 0.2-0.4 µs the pool's round trip (and the split's one wait) costs; far below it the saving
+// is no more than that cost.
+inline constexpr std::size_t split_prepare_from = 4096;
+
+// prepared_gemm's prepare in two parts (gemm.hpp): start (checks, layout, g) on the calling
+// thread, then the batch rows' part split over the threads in the same hand-off as the
+// output rows.
+struct prepare_split {
+  template <class Layer, class T>
+  static void start(prepared_gemm& p, const Layer& layer, const T* x, std::size_t batch,
+                    std::size_t ldx, float* y, std::size_t ldy, const gemm_options& options) {
+    if constexpr (std::is_same_v<Layer, packed_linear>) {
+      check_packed_options(layer, options);
+      p.start(layer, x, batch, ldx, y, ldy);
+    } else {
+      p.start(view_of(layer), x, batch, ldx, y, ldy, options);
+    }
+  }
+
+  // Every index first takes parts of the batch rows to prepare, from a shared counter, until
+  // none is left; then waits until every part is done; then runs its range of output rows.
+  // Parts are claimed, not tied to an index, so a thread waits only for parts that a running
+  // thread has taken: an executor that runs the indices one after another (or a pool whose
+  // workers come late) never waits on an index that has not started. The thread that
+  // completes the last part picks the body (commit_rows: the or of the rows' overflow
+  // flags) and publishes it. Each row's part gives the same bytes wherever it runs, so the
+  // product's bits are the one-thread gemm's.
+  template <class Executor>
+  static void run(Executor& executor, prepared_gemm& p) {
+    const std::size_t threads = thread_count(executor);
+    const std::size_t batch = p.batch();
+    if (threads < 2 || batch < 2 || batch * p.args_.cols < split_prepare_from) {
+      p.commit_rows(p.prepare_rows(0, batch));
+      run_parallel(executor, p);
+      return;
+    }
+    const std::size_t rows = p.rows();
+    const std::size_t block = std::max<std::size_t>(1, p.row_block());
+    const std::size_t blocks = (rows + block - 1) / block;
+    const std::size_t ranges = std::min(blocks, threads);
+    const std::size_t parts = std::min(batch, ranges);
+    std::atomic<std::size_t> next{0}, done{0};
+    std::atomic<bool> overflow{false}, ready{false};
+    executor.parallel_for(ranges, [&, block, blocks, ranges, parts, batch](std::size_t i) {
+      for (std::size_t part; (part = next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
+        if (p.prepare_rows(batch * part / parts, batch * (part + 1) / parts))
+          overflow.store(true, std::memory_order_relaxed);
+        // acq_rel: the last part's thread sees every part's writes and flag.
+        if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == parts) {
+          p.commit_rows(overflow.load(std::memory_order_relaxed));
+          ready.store(true, std::memory_order_release);
+        }
+      }
+      for (unsigned spin = 0; !ready.load(std::memory_order_acquire); ++spin) {
+        if (spin < 4096)
+          cpu_pause();
+        else
+          std::this_thread::yield();  // the part's thread was descheduled
+      }
+      const prepared_gemm& q = p;
+      q.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
+    });
+    finish_parallel(executor, threads, p);
+  }
+};
 
 }  // namespace detail
 
@@ -259,14 +352,12 @@ void gemm(Executor& executor, const Layer& layer, const T* x, std::size_t batch,
   static_assert(sizeof...(Options) <= 1, "onebit::gemm: at most one options argument");
   if constexpr (detail::is_onebit_layer<Layer>::value) {
     // 1-bit layers: in slices of batch rows, as the one-thread gemm (gemm.hpp says why).
+    // Batch rows' prepare split over the threads too (detail::prepare_split).
     prepared_gemm p;
+    const gemm_options o(options...);
     detail::for_batch_slices(batch, [&](std::size_t b0, std::size_t rows) {
-      if (b0 == 0)
-        p = prepare(layer, x, rows, ldx, y, ldy, options...);
-      else
-        detail::prepare_into(p, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy,
-                             gemm_options(options...));
-      detail::run_parallel(executor, p);
+      detail::prepare_split::start(p, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy, o);
+      detail::prepare_split::run(executor, p);
     });
   } else {
     detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options...));
