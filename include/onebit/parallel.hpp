@@ -24,6 +24,22 @@
 
 namespace onebit {
 
+namespace detail {
+
+// One step of a spin-wait: the CPU's pause hint, which lets a sibling hyper-thread run and
+// saves power while a flag is polled.
+inline void cpu_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#else
+  std::this_thread::yield();
+#endif
+}
+
+}  // namespace detail
+
 // `threads` workers in all, the calling thread being one of them: parallel_for(n, f) runs
 // f(0) .. f(n-1) across them and returns when all are done (rethrowing the first exception
 // any f threw; the other indices still run). One parallel_for at a time per pool: a call from
@@ -82,15 +98,7 @@ class thread_pool {
   // layers' products in a forward pass, short enough not to hold a core when the work stops.
   static constexpr std::chrono::microseconds spin_time{200};
 
-  static void pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#else
-    std::this_thread::yield();
-#endif
-  }
+  static void pause() noexcept { detail::cpu_pause(); }
 
   void run(std::size_t n, void* fn, call_fn call) {
     if (static_cast<std::uint64_t>(n) > index_mask)
@@ -227,16 +235,6 @@ std::size_t thread_count(Executor& executor) {
 
 template <class Executor, class Prepared>
 void finish_parallel(Executor& executor, std::size_t threads, const Prepared& p);
-
-inline void cpu_pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#else
-  std::this_thread::yield();
-#endif
-}
 
 // Splits the rows of a prepared product (anything with rows(), row_block() and a const,
 // noexcept run_rows(begin, end): prepared_gemm, prepared_lowbit_gemm) into one contiguous range
