@@ -13,6 +13,8 @@
 #include <onebit/models/llama2c.hpp>
 #include <onebit/io/safetensors.hpp>
 
+#include "llama2c_tensors.hpp"
+
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -39,21 +41,11 @@ int main(int argc, char** argv) {
     const auto dim = static_cast<std::uint64_t>(c.dim);
     const auto hidden = static_cast<std::uint64_t>(c.hidden_dim);
     const auto kv = static_cast<std::uint64_t>(c.kv_dim());
-    const auto vocab = static_cast<std::uint64_t>(c.vocab_size);
 
     onebit::io::writer w;  // borrows from ck, which outlives w.write()
     w.set_metadata("format", "pt");
     w.set_metadata("source", "llama2.c legacy checkpoint " + input);
-    for (const auto& [key, value] :
-         {std::pair<const char*, int>{"dim", c.dim}, {"hidden_dim", c.hidden_dim},
-          {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
-          {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len}})
-      w.set_metadata(key, std::to_string(value));
-    w.set_metadata("shared_classifier", c.shared_classifier ? "true" : "false");
-
-    w.add("tok_embeddings.weight", ck.token_embedding.data(), {vocab, dim});
-    w.add("norm.weight", ck.rms_final.data(), {dim});
-    if (!c.shared_classifier) w.add("output.weight", ck.wcls.data(), {vocab, dim});
+    examples::add_llama2c_model_tensors(w, ck);
     for (std::size_t l = 0; l < ck.layers.size(); ++l) {
       const onebit::io::llama2c_layer& L = ck.layers[l];
       const std::string p = "layers." + std::to_string(l) + ".";

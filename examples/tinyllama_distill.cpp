@@ -22,6 +22,8 @@
 
 #include <onebit/io/safetensors.hpp>
 
+#include "llama2c_tensors.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -112,19 +114,9 @@ const char* const layer_names[] = {"attention.wq",    "attention.wk",    "attent
 // The model in onebit's safetensors format: OneBit layers and float tensors, llama2.c's names.
 void write_model(const std::string& path, const onebit::io::llama2c_checkpoint& ck,
                  const std::vector<onebit::linear<>>& layers) {
-  const auto& c = ck.config;
-  const std::uint64_t dim = static_cast<std::uint64_t>(c.dim),
-                      vocab = static_cast<std::uint64_t>(c.vocab_size);
+  const auto dim = static_cast<std::uint64_t>(ck.config.dim);
   onebit::io::writer w;
-  for (const auto& [key, value] :
-       {std::pair<const char*, int>{"dim", c.dim}, {"hidden_dim", c.hidden_dim},
-        {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
-        {"vocab_size", c.vocab_size}, {"seq_len", c.seq_len}})
-    w.set_metadata(key, std::to_string(value));
-  w.set_metadata("shared_classifier", c.shared_classifier ? "true" : "false");
-  w.add("tok_embeddings.weight", ck.token_embedding.data(), {vocab, dim});
-  w.add("norm.weight", ck.rms_final.data(), {dim});
-  if (!c.shared_classifier) w.add("output.weight", ck.wcls.data(), {vocab, dim});
+  examples::add_llama2c_model_tensors(w, ck);
   for (std::size_t l = 0; l < ck.layers.size(); ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     w.add(p + "attention_norm.weight", ck.layers[l].rms_att.data(), {dim});
