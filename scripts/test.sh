@@ -6,12 +6,12 @@
 #            runs the packaging tests (three consumer projects; every header on its own with
 #            g++ and clang++, C++17 and C++20)
 #   asan     the test suite built with ASan + UBSan (-O1, line tables only: -g1, enough for
-#            the reports' file:line; no recovery); ctest, without test_tinyllama's whole-model
-#            cross-entropy case (numbers, not memory; six minutes under ASan) and without the
-#            -march=native copy of test_cross_block (an alignment check, which faults alike
-#            without ASan)
+#            the reports' file:line; no recovery); ctest, without the two whole-model cases
+#            (test_tinyllama's cross-entropy, test_gptq's real layers: numbers, not memory;
+#            minutes under ASan) and without the -march=native copy of test_cross_block (an
+#            alignment check, which faults alike without ASan)
 #   aarch64  the test suite cross-built for aarch64 (the NEON path) with static linking; ctest
-#            under qemu-aarch64 (without that case either: over ten minutes emulated)
+#            under qemu-aarch64 (without those two cases either: minutes emulated)
 #   fuzz     the safetensors and GGUF readers' libFuzzer targets (clang++, ASan + UBSan), 60
 #            seconds each from their committed corpora (scripts/fuzz.sh 60)
 #
