@@ -473,12 +473,12 @@ inline void softmax(float* x, std::size_t size) {
   for (std::size_t i = 0; i < size; ++i) x[i] /= sum;
 }
 
+// One token goes through forward_rows too: its product then runs on the pool like a prompt's
+// (forward() has no pool: decoding on two threads ran every product on one) and reuses the
+// state's prepared product instead of allocating one per call. The bits are forward()'s.
 inline void run(const layer& f, std::size_t l, slot s, const float* x, float* y,
                 std::size_t rows, const run_context& ctx, const tap* t) {
-  if (rows == 1)
-    f.forward(x, y);
-  else
-    f.forward_rows(x, rows, y, ctx);
+  f.forward_rows(x, rows, y, ctx);
   if (t != nullptr && *t)
     for (std::size_t r = 0; r < rows; ++r)
       (*t)(l, s, x + r * f.in_features(), f.in_features(), y + r * f.out_features(),
