@@ -473,9 +473,9 @@ void hold(chain& c, const std::vector<std::vector<lowbit_matrix>>& m) {
 
 }  // namespace
 
-// At W4 per row, with an objective whose minimum is the start itself (the squared distance of
-// the chain's output to that of the chain at RTN's matrices, the start without CFP): learning
-// moves the roundings and step sizes away, so only the comparison with the start keeps the
+// At W4 per row, rank 2, with an objective whose minimum is the start itself (the squared
+// distance of the chain's output to that of the chain at RTN's matrices, the start without CFP):
+// the learned roundings are other matrices, so only the comparison with the start keeps the
 // result from ending worse. Returned: RTN's matrices exactly (codes, scales, zeros), held by the
 // blocks, the start's criterion near 0 and the returned one no higher; the objective is called
 // with every calibration sequence in order, and each window evaluated its start matrices.
@@ -483,6 +483,7 @@ TEST_CASE("cross_block: never ends worse than its start on the objective") {
   const model m(31);
   cross_block_options o;
   o.quant = {4, 0, false};
+  o.rank = 2;  // so that V's start cannot express RTN's codes (rank 16 is full rank here)
   o.iterations = 40;
   o.eval_every = 10;
   o.truncate_outliers = false;
@@ -514,7 +515,7 @@ TEST_CASE("cross_block: never ends worse than its start on the objective") {
   const cross_block_result r =
       onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, o);
   MESSAGE("objective: start ", r.start_objective, ", windows' result ", r.learned_objective,
-          ", returned ", r.end_objective, r.kept_start ? " (the start)" : "");
+          ", returned ", r.end_objective, std::string(r.kept_start ? " (the start)" : ""));
   CHECK(r.start_objective < 1e-10);
   CHECK(r.end_objective <= r.start_objective);
   CHECK(r.end_objective <= std::min(r.start_objective, r.learned_objective));
@@ -535,6 +536,9 @@ TEST_CASE("cross_block: never ends worse than its start on the objective") {
     CHECK(r.evaluations[6 * w].iteration == 0);
     CHECK(r.evaluations[6 * w + 1].iteration == -1);
     CHECK(r.evaluations[6 * w + 5].iteration == 40);
+    // The learned roundings are other matrices, worse on this objective.
+    CHECK(r.evaluations[6 * w].objective > 1e-6);
+    CHECK(r.evaluations[6 * w + 5].objective > 1e-6);
     for (std::size_t k = 0; k < 6; ++k) {
       CHECK(r.evaluations[6 * w + k].window == w);
       CHECK(r.evaluations[6 * w + k].loss > 0);
