@@ -10,8 +10,19 @@
 //
 //   tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N] [--iterations N]
 //                 [--threads N] [--no-sweeps] [--quiet] [--seed N] [--only TEXT]
+//                 [--grid TEXT] [--trace] [--validation N] [--no-objective] [--gptq-cfp]
+//                 [--lr X] [--step-lr X] [--batch N] [--rank N] [--lora-iterations N]
 //
-// --only TEXT runs only the methods whose name contains TEXT (the sweeps then too).
+// --only TEXT runs only the methods whose name contains TEXT (the sweeps then too); --grid TEXT
+// only the grids whose name ("W4 per row", "W3 g32", ...) contains TEXT.
+// CBQ chooses among the roundings it evaluates (and its start matrices) by the model's KL to
+// FP32 on the calibration tokens (cross_block_options::objective; --no-objective: by the window
+// loss), on the last --validation N calibration sequences held out from learning (default 0:
+// all). CBQ from GPTQ starts from GPTQ's matrices of the weights as they are, without CFP's
+// truncation (--gptq-cfp: with it). --lr, --step-lr and --batch set CBQ's Adam rates (rounding
+// variables, log step sizes) and sequences per iteration, --rank the rank of V (CBQ and
+// LoRA-Rounding), --lora-iterations LoRA-Rounding's iterations per layer; --trace prints every
+// candidate CBQ evaluated.
 //
 // Calibration: other sequences the float model samples (another seed), fed to every method:
 // LoRA-Rounding per layer sees the inputs the float model gives each layer; CBQ the token
@@ -50,7 +61,11 @@ struct options {
   int iterations = onebit::cross_block_options{}.iterations;
   unsigned threads = 2;
   bool sweeps = true, quiet = false;
-  std::string only;
+  std::string only, grid;
+  bool trace = false, objective = true, gptq_cfp = false;
+  std::size_t validation = 0;
+  double lr = -1, step_lr = -1;
+  long batch = -1, rank = -1, lora_iterations = -1;
   std::uint64_t seed = 20240607;
 };
 
@@ -59,7 +74,9 @@ struct options {
                "tinyllama_cbq: %s\n"
                "usage: tinyllama_cbq [--data DIR] [--eval-tokens N] [--calib-tokens N]\n"
                "                     [--iterations N] [--threads N] [--no-sweeps] [--quiet]\n"
-               "                     [--seed N] [--only TEXT]\n",
+               "                     [--seed N] [--only TEXT] [--grid TEXT] [--trace]\n"
+               "                     [--validation N] [--no-objective] [--gptq-cfp] [--lr X]\n"
+               "                     [--step-lr X] [--batch N] [--rank N] [--lora-iterations N]\n",
                why.c_str());
   std::exit(2);
 }
@@ -81,6 +98,16 @@ options parse(int argc, char** argv) {
       else if (a == "--seed") o.seed = std::stoull(value());
       else if (a == "--no-sweeps") o.sweeps = false;
       else if (a == "--only") o.only = value();
+      else if (a == "--grid") o.grid = value();
+      else if (a == "--trace") o.trace = true;
+      else if (a == "--validation") o.validation = std::stoul(value());
+      else if (a == "--no-objective") o.objective = false;
+      else if (a == "--gptq-cfp") o.gptq_cfp = true;
+      else if (a == "--lr") o.lr = std::stod(value());
+      else if (a == "--step-lr") o.step_lr = std::stod(value());
+      else if (a == "--batch") o.batch = std::stol(value());
+      else if (a == "--rank") o.rank = std::stol(value());
+      else if (a == "--lora-iterations") o.lora_iterations = std::stol(value());
       else if (a == "--quiet") o.quiet = true;
       else if (a == "--help" || a == "-h") usage("help");
       else usage("unknown option " + a);
@@ -163,11 +190,97 @@ struct error_sum {
   double mean() const { return n == 0 ? -1.0 : sum / static_cast<double>(n); }
 };
 
+// CBQ's choice, from its result: the chain's criterion with every weight at its start matrix,
+// with the windows' result, and for what it returned; the candidates it evaluated.
+struct cbq_record {
+  bool set = false;
+  double start_objective = 0, learned_objective = 0, end_objective = 0;
+  bool kept_start = false;
+  std::size_t blocks_from_start = 0;
+  std::vector<onebit::cross_block_evaluation> evaluations;
+};
+
 struct cbq_run {
   llama::model m;
   std::vector<double> start, end;  // per window
   std::size_t truncated = 0;
   double layer_error = -1;  // mean relative held-out output error of the layers
+  cbq_record cbq;
+};
+
+// KL(FP32 ‖ model) of the next-token distributions at the predicting positions of the
+// calibration sequences, from the last transformer block's output: the model's own objective,
+// by which CBQ chooses among its roundings (cross_block_options::objective).
+class calibration_kl {
+ public:
+  calibration_kl(const llama::model& fp32, const std::vector<std::vector<int>>& calib)
+      : m_(&fp32), dim_(static_cast<std::size_t>(fp32.cfg.dim)),
+        vocab_(static_cast<std::size_t>(fp32.cfg.vocab_size)) {
+    const std::vector<float> logits = llama::all_logits(fp32, calib);
+    std::size_t pos = 0;
+    for (const auto& seq : calib) {
+      first_.push_back(pos);
+      pos += seq.size() - 1;
+    }
+    // Per position: p = softmax(z) and Σ p·log p, so that KL(p ‖ q) = Σ p log p − Σ p·z' +
+    // logsumexp(z') for the quantised model's logits z'.
+    p_.resize(logits.size());
+    negentropy_.resize(pos);
+    for (std::size_t t = 0; t < pos; ++t) {
+      const float* z = logits.data() + t * vocab_;
+      const double lse = log_sum_exp(z);
+      double h = 0;
+      for (std::size_t i = 0; i < vocab_; ++i) {
+        const double lp = z[i] - lse;
+        p_[t * vocab_ + i] = static_cast<float>(std::exp(lp));
+        h += std::exp(lp) * lp;
+      }
+      negentropy_[t] = h;
+    }
+  }
+  double operator()(const float* y, const onebit::token_layout& layout,
+                    const std::vector<std::size_t>& sequences) const {
+    using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const Eigen::Map<const matrix> C(m_->classifier.data(), static_cast<Eigen::Index>(vocab_),
+                                     static_cast<Eigen::Index>(dim_));
+    double kl = 0;
+    std::size_t row = 0, n = 0;
+    for (std::size_t k = 0; k < sequences.size(); ++k) {
+      const std::size_t len = layout.lengths[k], predicting = len - 1;
+      matrix h(static_cast<Eigen::Index>(predicting), static_cast<Eigen::Index>(dim_));
+      for (std::size_t t = 0; t < predicting; ++t) {
+        const float* x = y + (row + t) * dim_;
+        const float inv = llama::inverse_rms(x, dim_);
+        for (std::size_t j = 0; j < dim_; ++j)
+          h(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(j)) = m_->rms_final[j] * (inv * x[j]);
+      }
+      const matrix z = h * C.transpose();
+      for (std::size_t t = 0; t < predicting; ++t, ++n) {
+        const std::size_t ref = first_.at(sequences[k]) + t;
+        const float* zt = z.data() + t * vocab_;
+        const float* p = p_.data() + ref * vocab_;
+        double pz = 0;
+        for (std::size_t i = 0; i < vocab_; ++i) pz += static_cast<double>(p[i]) * zt[i];
+        kl += negentropy_[ref] - pz + log_sum_exp(zt);
+      }
+      row += len;
+    }
+    return n == 0 ? 0.0 : kl / static_cast<double>(n);
+  }
+
+ private:
+  double log_sum_exp(const float* z) const {
+    double mx = z[0];
+    for (std::size_t i = 1; i < vocab_; ++i) mx = std::max(mx, static_cast<double>(z[i]));
+    double sum = 0;
+    for (std::size_t i = 0; i < vocab_; ++i) sum += std::exp(z[i] - mx);
+    return mx + std::log(sum);
+  }
+  const llama::model* m_;
+  std::size_t dim_, vocab_;
+  std::vector<std::size_t> first_;  // each sequence's first predicting position
+  std::vector<float> p_;
+  std::vector<double> negentropy_;
 };
 
 // Every layer replaced by quantise(w, rows, cols, l, s), with its held-out error.
@@ -185,7 +298,7 @@ cbq_run per_layer_model(const llama::model& fp32, const llama::layer_activations
     e.add(layer_error(fp32, xe, l, s, q));
     return std::make_shared<llama::lowbit_layer>(q, kind);
   });
-  return cbq_run{std::move(m), {}, {}, 0, e.mean()};
+  return cbq_run{std::move(m), {}, {}, 0, e.mean(), {}};
 }
 
 // RTN (q.clip_search: with its clipping search), optionally after CFP's truncation of each
@@ -254,7 +367,14 @@ cbq_run cbq_model(const llama::model& fp32, const onebit::io::llama2c_checkpoint
     return true;
   };
   const onebit::cross_block_result r = onebit::cross_block_reconstruction(chain, x.data(), dim, layout, co);
-  cbq_run run{fp32, r.window_start_loss, r.window_end_loss, 0, -1};
+  cbq_run run{fp32, r.window_start_loss, r.window_end_loss, 0, -1, {}};
+  run.cbq.set = true;
+  run.cbq.start_objective = r.start_objective;
+  run.cbq.learned_objective = r.learned_objective;
+  run.cbq.end_objective = r.end_objective;
+  run.cbq.kept_start = r.kept_start;
+  for (bool b : r.from_start) run.cbq.blocks_from_start += b;
+  run.cbq.evaluations = r.evaluations;
   error_sum e;
   for (std::size_t l = 0; l < chain.size(); ++l) {
     run.truncated += r.outliers_truncated[l];
@@ -278,6 +398,7 @@ struct result {
   double layer_error = -1;
   std::vector<int> story;
   std::string note;
+  cbq_record cbq;
 };
 
 }  // namespace
@@ -303,15 +424,35 @@ int main(int argc, char** argv) {
     const std::vector<int> story = llama::generate(fp32, greedy, 256);
     const llama::comparison fp = llama::compare(fp32, eval, reference);
 
+    const calibration_kl model_kl(fp32, calib);
     onebit::cross_block_options base;
     base.iterations = o.iterations;
+    if (o.objective)
+      base.objective = [&model_kl](const float* y, const onebit::token_layout& layout,
+                                   const std::vector<std::size_t>& sequences) {
+        return model_kl(y, layout, sequences);
+      };
+    base.validation_sequences = o.validation;
+    if (o.lr > 0) base.rounding_adam.learning_rate = o.lr;
+    if (o.step_lr >= 0) base.step_adam.learning_rate = o.step_lr;
+    if (o.batch >= 0) base.batch_sequences = static_cast<std::size_t>(o.batch);
+    if (o.rank > 0) base.rank = static_cast<std::size_t>(o.rank);
+    // LoRA-Rounding per layer: its defaults, but the rank and iterations asked for.
+    onebit::lora_rounding_options lora_base;
+    if (o.rank > 0) lora_base.rank = static_cast<std::size_t>(o.rank);
+    if (o.lora_iterations >= 0) lora_base.iterations = static_cast<int>(o.lora_iterations);
+    const std::string selection_set =
+        o.validation == 0 ? std::string("all calibration sequences")
+                          : "the last " + std::to_string(o.validation) +
+                                " calibration sequences, held out from learning";
     std::printf("stories260K: %zu linear layers (%zu weights) quantised; embedding = classifier and "
                 "RMSNorm weights stay float32.\n"
                 "Evaluation: %zu tokens the FP32 model sampled (seed %llu); calibration: %zu other "
                 "sampled tokens in %zu sequences (seed %llu).\n"
                 "CBQ: K = %zu blocks per window, stride %zu, %d Adam iterations per window on %zu "
                 "sequences each, rank %zu, init %s, lambda %g, beta %g -> %g after %g warm-up, "
-                "lr %g (A1, A2) / %g (log s), KL weight %g, CFP truncation of weights.\n"
+                "lr %g (A1, A2) / %g (log s), KL weight %g, CFP truncation of weights (but from "
+                "GPTQ: %s); candidates chosen by %s on %s.\n"
                 "LoRA-Rounding per layer: %d iterations on all calibration inputs (closed form), "
                 "the same rank, init and rates.\n"
                 "FP32: cross-entropy %.4f nats/token.\n\n",
@@ -323,7 +464,10 @@ int main(int argc, char** argv) {
                 static_cast<double>(base.regularizer.beta_end),
                 static_cast<double>(base.regularizer.warmup), base.rounding_adam.learning_rate,
                 base.step_adam.learning_rate, static_cast<double>(base.kl_weight),
-                onebit::lora_rounding_options{}.iterations, fp.cross_entropy);
+                o.gptq_cfp ? "on" : "off",
+                o.objective ? "the model's KL to FP32" : "the window loss",
+                selection_set.c_str(),
+                lora_base.iterations, fp.cross_entropy);
 
     struct job {
       std::string section, name;
@@ -364,17 +508,17 @@ int main(int argc, char** argv) {
                           return gptq_model(fp32, act, held_out, gptq_for(q, true));
                         }});
         jobs.push_back({g, "LoRA-Rounding per layer", [&, q](const report& say) {
-                          onebit::lora_rounding_options lo;
+                          onebit::lora_rounding_options lo = lora_base;
                           lo.quant = q;
                           return lora_model(fp32, act, held_out, lo, say);
                         }});
         jobs.push_back({g, "LoRA-Rounding per layer, clipped grid", [&, qc](const report& say) {
-                          onebit::lora_rounding_options lo;
+                          onebit::lora_rounding_options lo = lora_base;
                           lo.quant = qc;
                           return lora_model(fp32, act, held_out, lo, say);
                         }});
         jobs.push_back({g, "LoRA-Rounding per layer, from GPTQ", [&, q](const report& say) {
-                          onebit::lora_rounding_options lo;
+                          onebit::lora_rounding_options lo = lora_base;
                           lo.quant = q;
                           lo.quant.clip_search = true;
                           lo.init_grid = onebit::init_grid::gptq;
@@ -394,6 +538,7 @@ int main(int argc, char** argv) {
         jobs.push_back({g, "CBQ from GPTQ", [&, qc](const report& say) {
                           onebit::cross_block_options co = base;
                           co.quant = qc;
+                          co.truncate_outliers = o.gptq_cfp;
                           co.start_grid = gptq_start(qc);
                           return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
@@ -402,6 +547,7 @@ int main(int argc, char** argv) {
                           onebit::cross_block_options co = base;
                           co.quant = qc;
                           co.init = onebit::rounding_init::residual;
+                          co.truncate_outliers = o.gptq_cfp;
                           co.start_grid = gptq_start(qc);
                           return cbq_model(fp32, ck, calib, held_out, co, say);
                         }});
@@ -433,7 +579,7 @@ int main(int argc, char** argv) {
                         }});
         jobs.push_back({"init", std::string("LoRA-Rounding per layer, init ") + onebit::to_string(init),
                         [&, q, init](const report& say) {
-                          onebit::lora_rounding_options lo;
+                          onebit::lora_rounding_options lo = lora_base;
                           lo.quant = q;
                           lo.init = init;
                           return lora_model(fp32, act, held_out, lo, say);
@@ -444,6 +590,10 @@ int main(int argc, char** argv) {
     if (!o.only.empty())
       jobs.erase(std::remove_if(jobs.begin(), jobs.end(),
                                 [&](const job& j) { return j.name.find(o.only) == std::string::npos; }),
+                 jobs.end());
+    if (!o.grid.empty())
+      jobs.erase(std::remove_if(jobs.begin(), jobs.end(),
+                                [&](const job& j) { return j.section.find(o.grid) == std::string::npos; }),
                  jobs.end());
     // The jobs, longest first, on o.threads threads; each is deterministic on its own.
     std::vector<result> results(jobs.size());
@@ -462,6 +612,7 @@ int main(int argc, char** argv) {
           r.name = j.name;
           r.seconds = seconds_since(t1);
           r.layer_error = run.layer_error;
+          r.cbq = std::move(run.cbq);
           line.set(slot, label + ": evaluating");
           r.c = llama::compare(run.m, eval, reference);
           std::size_t bits = 0;
@@ -518,6 +669,30 @@ int main(int argc, char** argv) {
     for (const result& r : results)
       if (r.section.rfind("W", 0) == 0 && (grids.empty() || grids.back() != r.section)) grids.push_back(r.section);
     table(grids, "grid");
+
+    // How each CBQ run chose: its criterion on the calibration tokens for every weight at its
+    // start matrix, for the windows' result, and for what it returned.
+    std::printf("\nCBQ's choice (criterion: %s on %s; the window loss is L2 + KL of the "
+                "window's output on the same tokens):\n\n",
+                o.objective ? "KL to FP32" : "L2 + KL of the last block's output",
+                o.validation == 0 ? "the calibration tokens" : "the held-out calibration sequences");
+    std::printf("| grid | method | start matrices | windows' result | returned | blocks at their start | window loss of the hard rounding: start → kept |\n");
+    std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    for (const result& r : results)
+      if (r.cbq.set)
+        std::printf("| %s | %s | %.4f | %.4f | %.4f%s | %zu of %zu | %s |\n", r.section.c_str(),
+                    r.name.c_str(), r.cbq.start_objective, r.cbq.learned_objective,
+                    r.cbq.end_objective, r.cbq.kept_start ? " (start)" : "",
+                    r.cbq.blocks_from_start, fp32.blocks.size(), r.note.c_str());
+    if (o.trace)
+      for (const result& r : results) {
+        if (!r.cbq.set) continue;
+        std::printf("\n%s %s, candidates (window, iterations (-1: start matrices), window loss, "
+                    "criterion):\n", r.section.c_str(), r.name.c_str());
+        for (const onebit::cross_block_evaluation& e : r.cbq.evaluations)
+          std::printf("  %zu %4d %.5f %.5f\n", e.window, e.iteration, e.loss,
+                      o.objective ? e.objective : e.loss);
+      }
 
     const result* cbq_w2 = nullptr;
     for (const result& r : results)

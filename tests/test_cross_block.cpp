@@ -1,7 +1,8 @@
 // Cross-block reconstruction (quant/cross_block.hpp, ALGORITHMS.md §5.3): window_loss's gradient
 // against central differences; on a chain of three small llama2.c layers, the result's format,
 // the blocks left holding exactly its dequantised weights, a lower chain output error than RTN,
-// the windows and their reports, early stop, seeding and bad input.
+// the windows and their reports, early stop, seeding and bad input; never ending worse than its
+// start on its criterion (the chain's L2 + KL, or a given objective), validation sequences.
 #include <onebit/quant/cross_block.hpp>
 #include <onebit/models/llama_blocks.hpp>
 #include <onebit/quant/rtn.hpp>
@@ -204,7 +205,9 @@ TEST_CASE("cross_block: window_loss's gradient matches finite differences") {
 // in weights() order, each block holds their dequantised values exactly, there are 2 windows,
 // the last window's end loss is the quantised chain's L2 + KL (recomputed here, 1e-6 relative),
 // and the chain's output error ‖F(X) − F̂(X)‖² on the calibration tokens is below RTN's at W2
-// (printed, also at W3).
+// (printed, also at W3). The returned criterion (end_objective) is the chain's L2 + KL
+// recomputed here, and no higher than the start's; so is the last window's end loss when no
+// block was switched to its start matrices.
 TEST_CASE("cross_block: three transformer blocks, W2 and W3, beat RTN and hold their result") {
   const model m(2024);
   chain reference(m);
@@ -225,7 +228,10 @@ TEST_CASE("cross_block: three transformer blocks, W2 and W3, beat RTN and hold t
     double l2 = 0, kl = 0;
     onebit::detail::quant::window_loss(target.data(), out.data(), calibration_layout.tokens(), dim,
                                        o.kl_weight, l2, kl, nullptr);
-    CHECK(result.window_end_loss.back() == doctest::Approx(l2 + o.kl_weight * kl).epsilon(1e-6));
+    CHECK(result.end_objective == doctest::Approx(l2 + o.kl_weight * kl).epsilon(1e-6));
+    CHECK(result.end_objective <= result.start_objective);
+    if (std::none_of(result.from_start.begin(), result.from_start.end(), [](bool f) { return f; }))
+      CHECK(result.window_end_loss.back() == doctest::Approx(l2 + o.kl_weight * kl).epsilon(1e-6));
 
     chain rtn(m);
     for (block* b : rtn.blocks)
@@ -453,4 +459,185 @@ TEST_CASE("cross_block: start_grid") {
     return onebit::rtn(v, w.rows, w.cols, w.cols, onebit::rtn_options{3, 8, false});
   };
   CHECK_THROWS_AS(run(bad), std::invalid_argument);
+}
+
+namespace {
+
+// Writes each block's matrices (dequantised) into the chain.
+void hold(chain& c, const std::vector<std::vector<lowbit_matrix>>& m) {
+  for (std::size_t b = 0; b < c.blocks.size(); ++b) {
+    const std::vector<onebit::block_weight> ws = c.blocks[b]->weights();
+    for (std::size_t i = 0; i < ws.size(); ++i) m.at(b).at(i).dequantize(ws[i].value, ws[i].cols);
+  }
+}
+
+}  // namespace
+
+// At W4 per row, rank 2, with an objective whose minimum is the start itself (the squared
+// distance of the chain's output to that of the chain at RTN's matrices, the start without CFP):
+// the learned roundings are other matrices, so only the comparison with the start keeps the
+// result from ending worse. Returned: RTN's matrices exactly (codes, scales, zeros), held by the
+// blocks, the start's criterion near 0 and the returned one no higher; the objective is called
+// with every calibration sequence in order, and each window evaluated its start matrices.
+TEST_CASE("cross_block: never ends worse than its start on the objective") {
+  const model m(31);
+  cross_block_options o;
+  o.quant = {4, 0, false};
+  o.rank = 2;  // so that V's start cannot express RTN's codes (rank 16 is full rank here)
+  o.iterations = 40;
+  o.eval_every = 10;
+  o.truncate_outliers = false;
+  chain start_chain(m);
+  std::vector<std::vector<lowbit_matrix>> starts;
+  for (block* b : start_chain.blocks) {
+    starts.emplace_back();
+    for (const onebit::block_weight& w : b->weights())
+      starts.back().push_back(onebit::rtn(w.value, w.rows, w.cols, w.cols, o.quant));
+  }
+  hold(start_chain, starts);
+  const std::vector<float> start_out = start_chain.run(m.x, calibration_layout);
+  const std::size_t S = calibration_layout.lengths.size();
+  std::vector<std::size_t> all(S);
+  for (std::size_t i = 0; i < S; ++i) all[i] = i;
+  std::size_t calls = 0;
+  o.objective = [&](const float* y, const token_layout& layout, const std::vector<std::size_t>& seqs) {
+    ++calls;
+    CHECK(seqs == all);
+    CHECK(layout.lengths == calibration_layout.lengths);
+    double e = 0;
+    for (std::size_t i = 0; i < layout.tokens() * dim; ++i) {
+      const double d = static_cast<double>(y[i]) - start_out[i];
+      e += d * d;
+    }
+    return e / static_cast<double>(layout.tokens() * dim);
+  };
+  chain c(m);
+  const cross_block_result r =
+      onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, o);
+  MESSAGE("objective: start ", r.start_objective, ", windows' result ", r.learned_objective,
+          ", returned ", r.end_objective, std::string(r.kept_start ? " (the start)" : ""));
+  CHECK(r.start_objective < 1e-10);
+  CHECK(r.end_objective <= r.start_objective);
+  CHECK(r.end_objective <= std::min(r.start_objective, r.learned_objective));
+  CHECK(r.kept_start);
+  REQUIRE(r.weights.size() == n_blocks);
+  for (std::size_t b = 0; b < n_blocks; ++b) {
+    CAPTURE(b);
+    CHECK(r.from_start[b]);
+    for (std::size_t i = 0; i < r.weights[b].size(); ++i) CHECK(same_matrix(r.weights[b][i], starts[b][i]));
+  }
+  check_holds_result(c, r, o.quant);
+  // Per window: its state at the start, its start matrices, 4 evaluations; at the end the two
+  // chains and one per block whose windows did not end at its start matrices.
+  CHECK(calls >= 2 * 6 + 2);
+  CHECK(calls <= 2 * 6 + 2 + n_blocks);
+  REQUIRE(r.evaluations.size() == 2 * 6);
+  for (std::size_t w = 0; w < 2; ++w) {
+    CHECK(r.evaluations[6 * w].iteration == 0);
+    CHECK(r.evaluations[6 * w + 1].iteration == -1);
+    CHECK(r.evaluations[6 * w + 5].iteration == 40);
+    // The learned roundings are other matrices, worse on this objective.
+    CHECK(r.evaluations[6 * w].objective > 1e-6);
+    CHECK(r.evaluations[6 * w + 5].objective > 1e-6);
+    for (std::size_t k = 0; k < 6; ++k) {
+      CHECK(r.evaluations[6 * w + k].window == w);
+      CHECK(r.evaluations[6 * w + k].loss > 0);
+      CHECK(std::isfinite(r.evaluations[6 * w + k].objective));
+    }
+  }
+}
+
+// Without an objective the criterion is the chain's L2 + KL at the last block: at W4 and W3 per
+// group of 8, start_objective and end_objective match it recomputed here for the start matrices
+// (what start_grid returned, RTN of the truncated values) and for the result held by the
+// blocks, end <= start, and evaluations carry no objective.
+TEST_CASE("cross_block: never ends worse than its start on the chain's L2 + KL") {
+  const model m(8);
+  chain reference(m);
+  const std::vector<float> target = reference.run(m.x, calibration_layout);
+  for (int bits : {4, 3}) {
+    CAPTURE(bits);
+    cross_block_options o;
+    o.quant = {bits, 8, false};
+    o.iterations = 30;
+    o.eval_every = 15;
+    std::vector<std::vector<lowbit_matrix>> starts(n_blocks);
+    o.start_grid = [&](std::size_t b, const onebit::block_weight& w, const float* v) {
+      starts.at(b).push_back(onebit::rtn(v, w.rows, w.cols, w.cols, o.quant));
+      return starts[b].back();
+    };
+    chain c(m);
+    const cross_block_result r =
+        onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, o);
+    check_holds_result(c, r, o.quant);
+    auto criterion = [&](chain& q) {
+      const std::vector<float> out = q.run(m.x, calibration_layout);
+      double l2 = 0, kl = 0;
+      onebit::detail::quant::window_loss(target.data(), out.data(), calibration_layout.tokens(), dim,
+                                         o.kl_weight, l2, kl, nullptr);
+      return l2 + o.kl_weight * kl;
+    };
+    CHECK(r.end_objective == doctest::Approx(criterion(c)).epsilon(1e-6));
+    chain s(m);
+    hold(s, starts);
+    CHECK(r.start_objective == doctest::Approx(criterion(s)).epsilon(1e-6));
+    CHECK(r.end_objective <= std::min(r.start_objective, r.learned_objective));
+    std::size_t at_start = 0;
+    for (bool f : r.from_start) at_start += f;
+    MESSAGE("W", bits, " g8: chain L2 + KL start ", r.start_objective, ", windows' result ",
+            r.learned_objective, ", returned ", r.end_objective, " with ", at_start,
+            " blocks at their start matrices");
+    for (const auto& e : r.evaluations) CHECK(std::isnan(e.objective));
+  }
+}
+
+// validation_sequences = 3: the objective sees only the last 3 sequences (5, 11 and 20 tokens);
+// changing their inputs leaves the first window's learning (its reported batch losses)
+// unchanged, while changing a learning sequence's does not; all of them, or an objective that
+// is not finite, throw std::invalid_argument.
+TEST_CASE("cross_block: validation sequences judge and are not learned from") {
+  const model m(64);
+  cross_block_options o;
+  o.quant = {3, 0, false};
+  o.iterations = 12;
+  o.eval_every = 6;
+  o.report_every = 1;
+  o.validation_sequences = 3;
+  o.objective = [&](const float*, const token_layout& layout, const std::vector<std::size_t>& seqs) {
+    CHECK(seqs == std::vector<std::size_t>{5, 6, 7});
+    CHECK(layout.lengths == std::vector<std::size_t>{5, 11, 20});
+    return 1.0;
+  };
+  auto first_window = [&](const std::vector<float>& x) {
+    std::vector<double> seen;
+    cross_block_options with = o;
+    with.progress = [&](const cross_block_progress& p) {
+      if (p.window == 0) seen.push_back(p.l2 + p.kl);
+      return true;
+    };
+    chain c(m);
+    onebit::cross_block_reconstruction(c.blocks, x.data(), dim, calibration_layout, with);
+    return seen;
+  };
+  const std::vector<double> a = first_window(m.x);
+  REQUIRE(a.size() == 12);
+  std::vector<float> x = m.x;
+  const std::size_t validation_start = calibration_layout.tokens() - (5 + 11 + 20);
+  for (std::size_t i = validation_start * dim; i < x.size(); ++i) x[i] += 0.5f;
+  CHECK(first_window(x) == a);
+  x = m.x;
+  for (std::size_t i = 0; i < 12 * dim; ++i) x[i] += 0.5f;  // the first sequence
+  CHECK(first_window(x) != a);
+
+  chain c(m);
+  cross_block_options bad = o;
+  bad.validation_sequences = calibration_layout.lengths.size();
+  CHECK_THROWS_AS(onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, bad),
+                  std::invalid_argument);
+  bad = o;
+  bad.objective = [](const float*, const token_layout&, const std::vector<std::size_t>&) {
+    return std::nan("");
+  };
+  CHECK_THROWS_AS(onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, bad),
+                  std::invalid_argument);
 }
