@@ -289,14 +289,18 @@ cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
       initial[b].push_back(rounding[b].back()->save());
     }
   };
-  auto set_weights = [&](std::size_t b, bool hard) {
+  // Block b holds the matrices m (dequantised), in the order of its weights().
+  auto hold = [&](std::size_t b, const std::vector<lowbit_matrix>& m) {
     std::vector<block_weight> ws = blocks[b]->weights();
-    for (std::size_t i = 0; i < ws.size(); ++i) {
-      if (at_start[b])
-        start[b][i].dequantize(ws[i].value, ws[i].cols);
-      else
-        rounding[b][i]->weights(ws[i].value, ws[i].cols, hard);
+    for (std::size_t i = 0; i < ws.size(); ++i) m[i].dequantize(ws[i].value, ws[i].cols);
+  };
+  auto set_weights = [&](std::size_t b, bool hard) {
+    if (at_start[b]) {
+      hold(b, start[b]);
+      return;
     }
+    std::vector<block_weight> ws = blocks[b]->weights();
+    for (std::size_t i = 0; i < ws.size(); ++i) rounding[b][i]->weights(ws[i].value, ws[i].cols, hard);
   };
   auto finish_block = [&](std::size_t b) {
     start_block(b);
@@ -324,6 +328,21 @@ cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ull);
   std::vector<detail::quant::aligned_floats> acts;  // window activations of the batch
   detail::quant::aligned_floats target, dy, dx, select_in, select_target, cur, next;
+  // cur, the selection sequences' rows entering block `from`, pushed through blocks [from, to).
+  auto run_selection = [&](std::size_t from, std::size_t to) {
+    for (std::size_t b = from; b < to; ++b) {
+      next.resize(select_tokens * blocks[b]->output_size());
+      blocks[b]->forward(cur.data(), select_layout, next.data());
+      cur.swap(next);
+    }
+  };
+  // E's L2 + KL terms of cur (width features per token) against select_target.
+  auto selection_loss = [&](std::size_t width) {
+    double l2 = 0, kl = 0;
+    detail::quant::window_loss(select_target.data(), cur.data(), select_tokens, width, o.kl_weight,
+                               l2, kl, nullptr);
+    return l2 + o.kl_weight * kl;
+  };
   token_layout batch_layout;
   for (std::size_t wi = 0; wi < window_starts.size() && !result.stopped; ++wi) {
     const std::size_t first = window_starts[wi], end = std::min(first + o.window, n);
@@ -347,16 +366,9 @@ cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
     auto evaluate = [&](int iteration) {
       for (std::size_t b = first; b < end; ++b) set_weights(b, true);
       cur = select_in;
-      for (std::size_t b = first; b < n && (b < end || o.objective); ++b) {
-        next.resize(select_tokens * blocks[b]->output_size());
-        blocks[b]->forward(cur.data(), select_layout, next.data());
-        cur.swap(next);
-        if (b + 1 == end) {
-          double l2 = 0, kl = 0;
-          detail::quant::window_loss(select_target.data(), cur.data(), select_tokens, out, o.kl_weight, l2, kl, nullptr);
-          loss = l2 + o.kl_weight * kl;
-        }
-      }
+      run_selection(first, end);
+      loss = selection_loss(out);
+      if (o.objective) run_selection(end, n);
       cross_block_evaluation e{wi, iteration, loss, std::numeric_limits<double>::quiet_NaN()};
       if (o.objective) e.objective = check_objective(o.objective(cur.data(), select_layout, select));
       result.evaluations.push_back(e);
@@ -478,23 +490,12 @@ cross_block_result cross_block_reconstruction(const std::vector<block*>& blocks,
 
   // The whole chain against every weight at its start, on the chain's criterion; then each
   // block in turn takes its other matrices (start or learned) where that lowers the criterion.
-  auto hold = [&](std::size_t b, const std::vector<lowbit_matrix>& m) {
-    std::vector<block_weight> ws = blocks[b]->weights();
-    for (std::size_t i = 0; i < ws.size(); ++i) m[i].dequantize(ws[i].value, ws[i].cols);
-  };
   auto chain_criterion = [&] {
     gather(fp[0], in, cur);
-    for (std::size_t b = 0; b < n; ++b) {
-      next.resize(select_tokens * blocks[b]->output_size());
-      blocks[b]->forward(cur.data(), select_layout, next.data());
-      cur.swap(next);
-    }
+    run_selection(0, n);
     if (o.objective) return check_objective(o.objective(cur.data(), select_layout, select));
     gather(fp[n], blocks[n - 1]->output_size(), select_target);
-    double l2 = 0, kl = 0;
-    detail::quant::window_loss(select_target.data(), cur.data(), select_tokens,
-                               blocks[n - 1]->output_size(), o.kl_weight, l2, kl, nullptr);
-    return l2 + o.kl_weight * kl;
+    return selection_loss(blocks[n - 1]->output_size());
   };
   const std::vector<std::vector<lowbit_matrix>> learned = std::move(result.weights);
   const std::vector<bool> learned_at_start = result.from_start;
