@@ -16,6 +16,8 @@
 
 #include "support.hpp"
 
+namespace test_add_only {
+
 namespace {
 
 using onebit::isa;
@@ -319,3 +321,5 @@ TEST_CASE("ONEBIT_ISA forces the path of the whole process") {
   CHECK(onebit::prepare(layer, x.data(), 1, 20, y.data(), 10).path() == *named);
   CHECK(onebit::pack(layer).path() == *named);
 }
+
+}  // namespace test_add_only

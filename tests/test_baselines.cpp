@@ -15,6 +15,8 @@
 
 #include "../benchmarks/fp16_gemm.hpp"
 
+namespace test_baselines {
+
 namespace {
 
 using bench::fp16_matrix;
@@ -241,3 +243,5 @@ TEST_CASE("FP16 baseline: empty ranges and zero-width layers write nothing or ze
     CHECK(y == std::vector<float>(4, 0.0f));
   }
 }
+
+}  // namespace test_baselines

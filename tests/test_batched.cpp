@@ -20,6 +20,8 @@
 
 #include "support.hpp"
 
+namespace test_batched {
+
 namespace {
 
 using onebit::isa;
@@ -208,3 +210,5 @@ TEST_CASE("gemm in batch slices equals one prepared call of the whole batch") {
       }
     }
 }
+
+}  // namespace test_batched

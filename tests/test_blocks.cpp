@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+namespace test_blocks {
+
 namespace llama = onebit::llama;
 
 namespace {
@@ -456,3 +458,5 @@ TEST_CASE("bad shapes and misuse throw") {
   CHECK(std::all_of(lin.weights()[0].gradient, lin.weights()[0].gradient + 16,
                     [](float g) { return g == 0.0f; }));
 }
+
+}  // namespace test_blocks

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+namespace test_cfp {
+
 namespace {
 
 using onebit::cfp_options;
@@ -592,3 +594,5 @@ TEST_CASE("cfp bad input throws std::invalid_argument naming what is wrong") {
   x(1, 1) = 1.0f;
   CHECK(x == copy);
 }
+
+}  // namespace test_cfp

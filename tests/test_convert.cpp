@@ -19,6 +19,8 @@
 
 #include "support.hpp"
 
+namespace test_convert {
+
 namespace io = onebit::io;
 
 namespace {
@@ -189,3 +191,5 @@ TEST_CASE("with --method=rtn the converted matrices are rtn's, bit for bit, and 
     for (std::size_t k = 0; k < 50; ++k) same_codes = same_codes && m.code(r, k) == expected.code(r, k);
   CHECK(same_codes);
 }
+
+}  // namespace test_convert

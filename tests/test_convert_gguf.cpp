@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+namespace test_convert_gguf {
+
 namespace llama = onebit::llama;
 namespace io = onebit::io;
 
@@ -227,3 +229,5 @@ TEST_CASE("a Q1_0 tensor converts to a group-scaled layer kept exactly; the othe
     }
   }
 }
+
+}  // namespace test_convert_gguf

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+namespace test_convert_llama {
+
 namespace llama = onebit::llama;
 
 namespace io = onebit::io;
@@ -114,3 +116,5 @@ TEST_CASE("the tiny Llama converted to a file and served zero-copy writes the in
   const std::string text = tok.decode(b);
   MESSAGE("the 1-bit tiny Llama from the converted file, greedy: " << text.substr(0, 160));
 }
+
+}  // namespace test_convert_llama

@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_cross_block {
+
 namespace {
 
 using onebit::block;
@@ -641,3 +643,5 @@ TEST_CASE("cross_block: validation sequences judge and are not learned from") {
   CHECK_THROWS_AS(onebit::cross_block_reconstruction(c.blocks, m.x.data(), dim, calibration_layout, bad),
                   std::invalid_argument);
 }
+
+}  // namespace test_cross_block

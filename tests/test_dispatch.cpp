@@ -17,6 +17,8 @@
 
 #include "support.hpp"
 
+namespace test_dispatch {
+
 namespace {
 
 using onebit::isa;
@@ -192,3 +194,5 @@ TEST_CASE("ONEBIT_ISA is the path of the calls that take none, conversions inclu
   const std::vector<float> w = onebit_test::gaussian(4 * 40);
   CHECK(onebit::rtn(w.data(), 4, 40, 40).rows() == 4);  // runs on *path; throws on none
 }
+
+}  // namespace test_dispatch

@@ -14,6 +14,8 @@
 
 #include "support.hpp"
 
+namespace test_engine {
+
 namespace {
 
 // Records the ranges a parallel gemm asks for (through parallel_for) by running them itself.
@@ -108,3 +110,5 @@ TEST_CASE("a packed layer refuses options for another kernel or path, naming bot
                                onebit::gemm_options{onebit::kernel::automatic, onebit::isa::avx2}),
                   std::invalid_argument);
 }
+
+}  // namespace test_engine

@@ -11,6 +11,8 @@
 
 #include "support.hpp"
 
+namespace test_gemm {
+
 namespace {
 
 constexpr std::size_t in_sizes[] = {1, 7, 63, 64, 65, 127, 129, 4095};
@@ -154,3 +156,5 @@ TEST_CASE("bad input throws std::invalid_argument naming the shapes") {
   // batch 0 is a valid no-op.
   CHECK_NOTHROW(gemm(layer, x.data(), 0, 7, y.data(), 3));
 }
+
+}  // namespace test_gemm

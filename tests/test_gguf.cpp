@@ -15,6 +15,8 @@
 
 #include "support.hpp"
 
+namespace test_gguf {
+
 namespace {
 
 namespace io = onebit::io;
@@ -308,3 +310,5 @@ TEST_CASE("gguf: each checked field, corrupted, is refused and named") {
     CHECK(refusal(h.b) == "data");
   }
 }
+
+}  // namespace test_gguf

@@ -22,6 +22,8 @@
 
 #include <Eigen/LU>
 
+namespace test_gptq {
+
 namespace {
 
 using onebit::gptq_options;
@@ -380,3 +382,5 @@ TEST_CASE("gptq: bad input throws std::invalid_argument") {
   CHECK(contains(e, "not positive definite"));
   CHECK(contains(e, "2x6"));
 }
+
+}  // namespace test_gptq

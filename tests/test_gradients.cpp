@@ -9,6 +9,8 @@
 
 #include "support.hpp"
 
+namespace test_gradients {
+
 namespace {
 
 using dmatrix = onebit::latent_linear<double>::matrix;
@@ -307,3 +309,5 @@ TEST_CASE("training through the STE recovers a OneBit teacher's flipped signs") 
   CHECK(last < 0.05 * first);
   CHECK(wrong() * 5 < wrong_at_start);
 }
+
+}  // namespace test_gradients

@@ -14,6 +14,8 @@
 
 #include "support.hpp"
 
+namespace test_group_scaled {
+
 namespace {
 
 using onebit::gemm_options;
@@ -209,3 +211,5 @@ TEST_CASE("group_scaled: a Q1_0 tensor of a GGUF file runs as its dequantised we
       }
     }
 }
+
+}  // namespace test_group_scaled

@@ -26,6 +26,8 @@
 #define ONEBIT_TEST_GUARD_PAGES 0
 #endif
 
+namespace test_half {
+
 namespace {
 
 using onebit::half;
@@ -728,3 +730,5 @@ TEST_CASE("to_half on all 2^32 float bit patterns" * doctest::skip()) {
 }
 
 }  // namespace
+
+}  // namespace test_half

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <vector>
 
+namespace test_kd_loss {
+
 namespace {
 
 std::vector<float> normal(std::size_t n, std::uint64_t seed, float sigma = 1.0f) {
@@ -127,3 +129,5 @@ TEST_CASE("bad sizes and buffers are refused") {
   CHECK_THROWS_AS(onebit::kd_hidden_loss(a.data(), b.data(), 1, 0, 4), std::invalid_argument);
   CHECK(onebit::kd_hidden_loss(nullptr, nullptr, 0, 4, 4) == 0.0);
 }
+
+}  // namespace test_kd_loss

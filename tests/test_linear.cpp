@@ -7,6 +7,8 @@
 
 #include "support.hpp"
 
+namespace test_linear {
+
 TEST_CASE("a 4096x4096 layer stores 16,908,288 bits, 1.0073 bits per parameter") {
   const onebit::linear<> layer{onebit::sign_matrix<>(4096, 4096),
                                std::vector<onebit::half>(4096), std::vector<onebit::half>(4096)};
@@ -62,3 +64,5 @@ TEST_CASE("a layer whose g or h has the wrong length is refused with the shapes"
                        "onebit::linear: h has 4 values for a 3x7 (out x in) layer; it needs 3",
                        std::invalid_argument);
 }
+
+}  // namespace test_linear

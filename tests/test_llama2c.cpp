@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+namespace test_llama2c {
+
 namespace io = onebit::io;
 namespace fs = std::filesystem;
 
@@ -464,3 +466,5 @@ TEST_CASE("random damage never crashes the readers: each load succeeds or names 
   MESSAGE("random damage: " << loaded << " loads, " << refused << " refusals");
   CHECK(refused > 1000);
 }
+
+}  // namespace test_llama2c

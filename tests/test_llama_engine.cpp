@@ -11,6 +11,8 @@
 
 #include "support.hpp"
 
+namespace test_llama_engine {
+
 namespace llama = onebit::llama;
 
 namespace {
@@ -160,3 +162,5 @@ TEST_CASE("forward_tokens refuses tokens past the state or the sequence, and bad
   CHECK_THROWS_WITH_AS(llama::forward_tokens(m, st, &bad, 1, 0), doctest::Contains("token 37"),
                        std::invalid_argument);
 }
+
+}  // namespace test_llama_engine

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+namespace test_lora_rounding {
+
 namespace {
 
 using onebit::learned_rounding;
@@ -655,3 +657,5 @@ TEST_CASE("lora_rounding: init_grid gptq starts from GPTQ's grid and never ends 
   CHECK_THROWS_AS(learned_rounding(w.data(), rows, cols, cols, q, 4, rounding_init::fit, 1, {}, &small),
                   std::invalid_argument);
 }
+
+}  // namespace test_lora_rounding

@@ -19,6 +19,8 @@
 
 #include "support.hpp"
 
+namespace test_lowbit_linear {
+
 namespace {
 
 using onebit::isa;
@@ -257,3 +259,5 @@ TEST_CASE("lowbit_linear bad input throws std::invalid_argument naming the shape
       break;
     }
 }
+
+}  // namespace test_lowbit_linear

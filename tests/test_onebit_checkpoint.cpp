@@ -22,6 +22,8 @@
 
 #include "support.hpp"
 
+namespace test_onebit_checkpoint {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -220,3 +222,5 @@ TEST_CASE("in % 8 != 0, a layer without OneBit's norm, and bad tensors are refus
   file_with(16, 2, 4, io::dtype::I8);
   CHECK(io::load_onebit_checkpoint(path).size() == 1);
 }
+
+}  // namespace test_onebit_checkpoint

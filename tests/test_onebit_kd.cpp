@@ -17,6 +17,8 @@
 
 #include <unistd.h>
 
+namespace test_onebit_kd {
+
 namespace {
 
 namespace llama = onebit::llama;
@@ -248,3 +250,5 @@ TEST_CASE("bad options throw std::invalid_argument naming the field") {
     CHECK(std::string(e.what()).find("1.w3") != std::string::npos);
   }
 }
+
+}  // namespace test_onebit_kd

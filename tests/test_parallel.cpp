@@ -12,6 +12,8 @@
 
 #include "support.hpp"
 
+namespace test_parallel {
+
 namespace {
 
 // An engine's own pool, as the executor hook sees it: only parallel_for, no size().
@@ -229,3 +231,5 @@ TEST_CASE("parallel gemm checks its arguments like gemm") {
   CHECK_THROWS_WITH_AS(onebit::gemm(pool, layer, x.data(), 1, 6, y.data(), 3),
                        doctest::Contains("ldx 6 < in 7"), std::invalid_argument);
 }
+
+}  // namespace test_parallel

@@ -15,6 +15,8 @@
 
 #include "support.hpp"
 
+namespace test_post_norm {
+
 namespace {
 
 using onebit::kernel;
@@ -290,3 +292,5 @@ TEST_CASE("a bad eps throws std::invalid_argument naming the layer and the field
   layer.norm = {false, -1.0f};  // off: eps is not read
   CHECK_NOTHROW(onebit::gemv(layer, x.data(), y.data()));
 }
+
+}  // namespace test_post_norm

@@ -10,6 +10,8 @@
 
 #include "support.hpp"
 
+namespace test_post_norm_gradients {
+
 namespace {
 
 using dmatrix = onebit::latent_linear<double>::matrix;
@@ -128,3 +130,5 @@ TEST_CASE("a deployed layer with the norm: the sign gradient is the latent one w
   for (std::size_t i = 0; i < y_gemm.size(); ++i)
     CHECK(y_gemm[i] == doctest::Approx(y_latent[i]).epsilon(1e-4).scale(1));
 }
+
+}  // namespace test_post_norm_gradients

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+namespace test_projection {
+
 namespace {
 
 using onebit::onebit_parameters;
@@ -79,8 +81,11 @@ double linear_loss(onebit_projection& f, const std::vector<float>& x, std::size_
 TEST_CASE("onebit_projection: forward and gradients match latent_linear<double>, norm on and off") {
   std::mt19937_64 rng(1301);
   for (bool norm : {false, true})
-    for (const auto& [out, in, tokens] : std::vector<std::array<std::size_t, 3>>{
+    for (const auto& shape : std::vector<std::array<std::size_t, 3>>{
              {7, 13, 5}, {64, 1, 3}, {1, 65, 2}, {33, 17, 1}}) {
+      // Named copies, not a structured binding: CAPTURE's lambda cannot capture a binding
+      // before C++20.
+      const std::size_t out = shape[0], in = shape[1], tokens = shape[2];
       CAPTURE(norm);
       CAPTURE(out);
       CAPTURE(in);
@@ -271,3 +276,5 @@ TEST_CASE("blocks on float projections give the bits of the float-matrix constru
     CHECK(std::string(e.what()).find("w2") != std::string::npos);
   }
 }
+
+}  // namespace test_projection

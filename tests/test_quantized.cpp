@@ -15,6 +15,8 @@
 
 #include "support.hpp"
 
+namespace test_quantized {
+
 namespace {
 
 using onebit::isa;
@@ -241,3 +243,5 @@ TEST_CASE("int8 rounding ties go to even on every path, as the oracle's nearbyin
                     std::string(onebit::to_string(path)));
     }
 }
+
+}  // namespace test_quantized

@@ -17,6 +17,8 @@
 
 #include "support.hpp"
 
+namespace test_rank1 {
+
 namespace {
 
 using onebit::isa;
@@ -284,3 +286,5 @@ TEST_CASE("rank1 bad input throws std::invalid_argument naming what is wrong") {
     CHECK(contains(message([&] { onebit::rank1(tail, p); }), "NaN at (1, 36)"));
   }
 }
+
+}  // namespace test_rank1

@@ -19,6 +19,8 @@
 
 #include "support.hpp"
 
+namespace test_rtn {
+
 namespace {
 
 using onebit::row_major_matrix;
@@ -437,3 +439,5 @@ TEST_CASE("rtn clip search: never above plain RTN's error, equals plain RTN when
   const row_major_matrix d = onebit::dequantized(onebit::rtn(w, one));
   CHECK(d == w);
 }
+
+}  // namespace test_rtn

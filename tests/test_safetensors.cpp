@@ -26,6 +26,8 @@
 
 #include "support.hpp"
 
+namespace test_safetensors {
+
 namespace fs = std::filesystem;
 namespace io = onebit::io;
 
@@ -969,3 +971,5 @@ TEST_CASE("hostile: post-norm declarations that do not parse are refused, naming
   CHECK_THROWS_WITH_AS(w.add("L", layer), doctest::Contains("post_norm eps"),
                        std::invalid_argument);
 }
+
+}  // namespace test_safetensors

@@ -12,6 +12,8 @@
 
 #include "support.hpp"
 
+namespace test_sign_matrix {
+
 using onebit::sign_matrix;
 using onebit::sign_matrix_view;
 
@@ -227,3 +229,5 @@ TEST_CASE("from_dense and set reject bad input with the position and shape") {
   CHECK_THROWS_AS(sign_matrix<>(std::numeric_limits<std::size_t>::max() / 2, 1024),
                   std::invalid_argument);
 }
+
+}  // namespace test_sign_matrix

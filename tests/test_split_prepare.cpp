@@ -16,6 +16,8 @@
 
 #include "support.hpp"
 
+namespace test_split_prepare {
+
 namespace {
 
 using onebit::isa;
@@ -176,3 +178,5 @@ TEST_CASE("split prepare: one hand-off per slice") {
     }
   }
 }
+
+}  // namespace test_split_prepare

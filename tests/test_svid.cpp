@@ -19,6 +19,8 @@
 
 #include "support.hpp"
 
+namespace test_svid {
+
 namespace {
 
 using onebit::isa;
@@ -361,3 +363,5 @@ TEST_CASE("svid on the 36 matrices of stories260K: the README's sqrt(1 - sigma^2
           "). Largest relative deviation from sqrt(1 - sigma^2/|W|^2): svd ", worst[0][0],
           " (FP16: ", worst[0][1], "), nmf ", worst[1][0], " (FP16: ", worst[1][1], ")");
 }
+
+}  // namespace test_svid

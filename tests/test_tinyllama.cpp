@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+namespace test_tinyllama {
+
 namespace llama = onebit::llama;
 
 namespace {
@@ -201,3 +203,5 @@ TEST_CASE("whole-model cross-entropy stays where tinyllama_quality measured it")
     CHECK(ce < svid_ce - 1.0);
   }
 }
+
+}  // namespace test_tinyllama
