@@ -716,7 +716,9 @@ inline const float* forward(const model& m, state& st, int token, int pos,
 // The engine's call: tokens[0..n) at positions pos .. pos+n-1 (a prompt at once, n up to the
 // state's max_tokens; or one token while decoding), the products of every block over all n
 // rows at once, split over o.pool. Returns the logits of the last token (in st.logits). Each
-// token's values are those forward() computes, whatever n and the pool.
+// token's values are those forward() computes, whatever n and the pool: bit for bit where the
+// compiler does not contract a*b + c into fused multiply-adds (-ffp-contract=off; g++ contracts
+// by default on aarch64 and with -mfma), else to float rounding.
 inline const float* forward_tokens(const model& m, state& st, const int* tokens, std::size_t n,
                                    int pos, const forward_options& o = {}) {
   return detail::forward_impl(m, st, tokens, n, pos, o, nullptr, SIZE_MAX);
