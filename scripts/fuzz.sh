@@ -24,12 +24,8 @@ seconds=${1:-60}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build=${ONEBIT_FUZZ_BUILD:-build-fuzz}
-cxx=${CXX_FUZZ:-}
-if [[ -z "$cxx" ]]; then
-  for candidate in clang++ clang++-19 clang++-18 clang++-17 clang++-16 clang++-15 clang++-14; do
-    if command -v "$candidate" >/dev/null 2>&1; then cxx=$candidate; break; fi
-  done
-fi
+source scripts/find-clang.sh
+cxx=${CXX_FUZZ:-$(onebit_find_clang || true)}
 if [[ -z "$cxx" ]]; then
   echo "fuzz: no clang++ found (scripts/install-deps.sh installs it)" >&2
   exit 2

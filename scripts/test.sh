@@ -88,13 +88,7 @@ run_tests() {  # run_tests <leg> [ctest arguments...]
   shift
   ctest --test-dir "$build_root/$leg" --output-on-failure -j "$jobs" --timeout 900 "$@"
 }
-find_clang() {  # prints the clang++ on PATH, or its newest versioned name
-  local candidate
-  for candidate in clang++ clang++-19 clang++-18 clang++-17 clang++-16 clang++-15 clang++-14; do
-    if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return 0; fi
-  done
-  return 1
-}
+source "$source_dir/scripts/find-clang.sh"
 
 # ---------------------------------------------------------------- dependencies
 source "$source_dir/scripts/install-deps.sh"
@@ -118,7 +112,7 @@ leg_release() {
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 leg_asan() {
   local clang
-  clang=$(find_clang) || { echo "asan: no clang++ found (scripts/install-deps.sh installs it)"; return 1; }
+  clang=$(onebit_find_clang) || { echo "asan: no clang++ found (scripts/install-deps.sh installs it)"; return 1; }
   step "asan+ubsan: configure" configure asan -DCMAKE_BUILD_TYPE=Debug \
     "-DCMAKE_CXX_COMPILER=$clang" \
     "-DCMAKE_CXX_FLAGS=$sanitize" "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" \
