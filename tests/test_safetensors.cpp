@@ -6,6 +6,7 @@
 #include <onebit/quant/rtn.hpp>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -244,6 +245,79 @@ TEST_CASE("the writer's file is aligned, contiguous, and what the reference impl
   CHECK(read_all(path) == bytes);
   const std::size_t header = view.data_offset() - 8;
   CHECK(static_cast<char>(bytes[8 + header - 1]) == ' ');
+}
+
+TEST_CASE("the writer's header is the JSON nlohmann-json writes, byte for byte") {
+  // Names and metadata with every kind of byte JSON escapes, and UTF-8 it does not.
+  const std::vector<std::string> names = {
+      "plain", "quote\"back\\slash", std::string("nul\0tab\tnl\ncr\rff\fbs\b", 25),
+      "ctl\x01\x1f\x7f/", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", ""};
+  io::writer w;
+  const std::vector<float> f = {1, 2, 3, 4, 5, 6};
+  const std::vector<onebit::half> h(3);
+  nlohmann::ordered_json expected = nlohmann::ordered_json::object();
+  std::map<std::string, std::string> metadata;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    metadata["k" + names[i]] = "v" + names[i];
+    w.set_metadata("k" + names[i], "v" + names[i]);
+  }
+  expected["__metadata__"] = metadata;
+  // The writer orders tensors by decreasing element size: F32 first, then F16.
+  std::uint64_t offset = 0;
+  for (const std::string& name : names) {
+    w.add(name, f.data(), {2, 3});
+    expected[name] = {{"dtype", "F32"}, {"shape", {2, 3}}, {"data_offsets", {offset, offset + 24}}};
+    offset += 24;
+  }
+  w.add("half", h.data(), {3});
+  expected["half"] = {{"dtype", "F16"}, {"shape", {3}}, {"data_offsets", {offset, offset + 6}}};
+  w.add("scalar", f.data(), {});
+  const std::vector<std::byte> bytes = w.bytes();
+  std::uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = length << 8 | static_cast<std::uint8_t>(bytes[static_cast<std::size_t>(i)]);
+  std::string header(reinterpret_cast<const char*>(bytes.data()) + 8, static_cast<std::size_t>(length));
+  while (!header.empty() && header.back() == ' ') header.pop_back();
+  // "scalar" (F32, shape []) sorts among the F32 tensors, before "half".
+  nlohmann::ordered_json with_scalar = nlohmann::ordered_json::object();
+  for (auto it = expected.begin(); it != expected.end(); ++it) {
+    if (it.key() == "half")
+      with_scalar["scalar"] = {{"dtype", "F32"}, {"shape", nlohmann::ordered_json::array()},
+                               {"data_offsets", {offset, offset + 4}}};
+    with_scalar[it.key()] = it.value();
+  }
+  with_scalar["half"]["data_offsets"] = {offset + 4, offset + 10};
+  CHECK(header == with_scalar.dump());
+  // An empty writer's header is {}.
+  const std::vector<std::byte> empty = io::writer{}.bytes();
+  CHECK(std::string(reinterpret_cast<const char*>(empty.data()) + 8, 2) == "{}");
+}
+
+TEST_CASE("the writer takes as UTF-8 exactly what nlohmann-json does") {
+  std::mt19937 rng(7);
+  // Short strings of bytes drawn mostly from the interesting ranges: ASCII, continuation bytes,
+  // lead bytes (valid and not), so that every branch of a UTF-8 check is hit many times.
+  const std::vector<unsigned char> pool = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+                                           0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+  int accepted = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string text(rng() % 6, '\0');
+    for (char& c : text) c = static_cast<char>(pool[rng() % pool.size()]);
+    bool nlohmann_ok = true;
+    try {
+      (void)nlohmann::json(text).dump();
+    } catch (const nlohmann::json::exception&) {
+      nlohmann_ok = false;
+    }
+    CAPTURE(onebit::io::detail::printable(text));
+    CHECK(io::detail::valid_utf8(text) == nlohmann_ok);
+    if (nlohmann_ok) {
+      ++accepted;
+      std::string ours;
+      io::detail::append_json_string(ours, text);
+      CHECK(ours == nlohmann::json(text).dump());
+    }
+  }
+  CHECK(accepted > 1000);
 }
 
 TEST_CASE("mapped layers are views into the file and run gemm bit for bit like the layer") {

@@ -66,7 +66,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 
 #include "../half.hpp"
 #include "../linear.hpp"
@@ -994,12 +993,9 @@ class writer {
 
   // Names and metadata go into JSON, which holds UTF-8 only.
   static void check_text(const std::string& text, const char* what) {
-    try {
-      (void)nlohmann::json(text).dump();
-    } catch (const nlohmann::json::exception&) {
+    if (!detail::valid_utf8(text))
       throw std::invalid_argument(std::string("onebit::io::writer: ") + what + " " +
                                   detail::quote(text) + " is not valid UTF-8");
-    }
   }
 
   void push(entry e) {
@@ -1032,7 +1028,6 @@ class writer {
                        return dtype_bits(a->type) > dtype_bits(b->type);
                      });
 
-    nlohmann::ordered_json header = nlohmann::ordered_json::object();
     std::map<std::string, std::string> metadata = metadata_;
     const auto format = metadata.find("format");
     // A file that says it is onebit says which version and layout, layers or not.
@@ -1046,15 +1041,41 @@ class writer {
       metadata["onebit.layout"] = layout_name;
       for (const auto& [key, kind] : layers_) metadata[key] = kind;
     }
-    if (!metadata.empty()) header["__metadata__"] = metadata;
+    // The header as compact JSON, keys in the order above (names and metadata were checked to
+    // be UTF-8 when added). Written by hand: the same bytes as nlohmann::ordered_json's dump(),
+    // without instantiating a second JSON type in every file that includes this one.
+    std::string json = "{";
+    const auto key = [&json](std::string_view name) {
+      if (json.size() > 1) json += ',';
+      detail::append_json_string(json, name);
+      json += ':';
+    };
+    if (!metadata.empty()) {
+      key("__metadata__");
+      json += '{';
+      for (const auto& [name, value] : metadata) {
+        if (json.back() != '{') json += ',';
+        detail::append_json_string(json, name);
+        json += ':';
+        detail::append_json_string(json, value);
+      }
+      json += '}';
+    }
     std::uint64_t offset = 0;
     for (const entry* e : order) {
-      header[e->name] = {{"dtype", to_string(e->type)},
-                         {"shape", e->shape},
-                         {"data_offsets", {offset, offset + e->bytes}}};
+      key(e->name);
+      json += "{\"dtype\":\"";
+      json += to_string(e->type);
+      json += "\",\"shape\":[";
+      for (std::size_t i = 0; i < e->shape.size(); ++i) {
+        if (i != 0) json += ',';
+        json += std::to_string(e->shape[i]);
+      }
+      json += "],\"data_offsets\":[" + std::to_string(offset) + ',' +
+              std::to_string(offset + e->bytes) + "]}";
       offset += e->bytes;
     }
-    std::string json = header.dump();
+    json += '}';
     // Pad with spaces so that the data region, and with it every W, starts 64-byte aligned.
     json.append((onebit::detail::cache_line - (8 + json.size()) % onebit::detail::cache_line) %
                     onebit::detail::cache_line,
