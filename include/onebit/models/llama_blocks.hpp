@@ -30,6 +30,12 @@
 // probabilities, n_heads · Σ len² floats for the sequence lengths len (the lower triangles are
 // used: 4 MB for 8 heads over two sequences of 256).
 //
+// linear_block, attention_block and swiglu_block (and projection.hpp's projections) are aliases
+// of class templates in llama_blocks_detail whose only parameter is unused, and the factories
+// below are templates too: the blocks' Eigen products are then compiled only where a block is
+// built, not in every file that includes this header (clang, this header alone: 10.7 -> 4.7 s;
+// docs/design.md, "Compile cost").
+//
 // Bad shapes in a constructor throw std::invalid_argument("onebit::<block>: …") naming the
 // field; null buffers in forward / backward throw std::invalid_argument; backward before any
 // forward throws std::logic_error. Input and output buffers must not overlap.
@@ -148,6 +154,8 @@ inline void check_projection(const char* who, const char* field, const projectio
 }  // namespace llama_blocks_detail
 
 // y = x·Wᵀ, W out x in; no bias (a Llama has none).
+namespace llama_blocks_detail {
+template <class Lazy>
 class linear_block final : public block {
  public:
   linear_block(std::size_t out, std::size_t in, const std::vector<float>& weights,
@@ -199,6 +207,8 @@ class linear_block final : public block {
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
+}  // namespace llama_blocks_detail
+using linear_block = llama_blocks_detail::linear_block<void>;
 
 // RMSNorm with run.c's float order (sum of squares in index order, / dim, + eps, 1/sqrt). The
 // scale is a parameter quantisation leaves alone: not listed, no gradient.
@@ -263,6 +273,8 @@ class rmsnorm_block final : public block {
 // Causal multi-head attention with RoPE and grouped-query heads, from the normalised hidden
 // state n (tokens x dim) to wo·attention (tokens x dim). wq, wo: dim x dim; wk, wv: kv_dim x
 // dim with kv_dim = head_size · n_kv_heads.
+namespace llama_blocks_detail {
+template <class Lazy>
 class attention_block final : public block {
  public:
   attention_block(std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads,
@@ -271,6 +283,7 @@ class attention_block final : public block {
       : dim_(dim), heads_(n_heads), kv_heads_(n_kv_heads), theta_(rope_theta) {
     check_shape();
     const char* who = "attention_block";
+    using float_projection = projection_detail::float_projection<Lazy>;
     wq_ = std::make_unique<float_projection>(dim_, dim_, wq, who, "wq");
     wk_ = std::make_unique<float_projection>(kv_dim_, dim_, wk, who, "wk");
     wv_ = std::make_unique<float_projection>(kv_dim_, dim_, wv, who, "wv");
@@ -502,14 +515,19 @@ class attention_block final : public block {
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
+}  // namespace llama_blocks_detail
+using attention_block = llama_blocks_detail::attention_block<void>;
 
 // The SwiGLU MLP: w1 (gate) and w3 (up) hidden x dim, w2 (down) dim x hidden.
+namespace llama_blocks_detail {
+template <class Lazy>
 class swiglu_block final : public block {
  public:
   swiglu_block(std::size_t dim, std::size_t hidden, const std::vector<float>& w1,
                const std::vector<float>& w2, const std::vector<float>& w3)
       : dim_(dim), hidden_(hidden) {
     check_shape();
+    using float_projection = projection_detail::float_projection<Lazy>;
     w1_ = std::make_unique<float_projection>(hidden_, dim_, w1, "swiglu_block", "w1");
     w2_ = std::make_unique<float_projection>(dim_, hidden_, w2, "swiglu_block", "w2");
     w3_ = std::make_unique<float_projection>(hidden_, dim_, w3, "swiglu_block", "w3");
@@ -596,6 +614,8 @@ class swiglu_block final : public block {
   std::size_t tokens_ = 0;
   bool forwarded_ = false;
 };
+}  // namespace llama_blocks_detail
+using swiglu_block = llama_blocks_detail::swiglu_block<void>;
 
 // y = x + f(x); f must keep the width. Lists f's weights under f's names.
 class residual_block final : public block {
@@ -722,16 +742,17 @@ class sequential_block final : public block {
 // One llama2.c transformer layer: x += attention(RMSNorm(x) ⊙ rms_att), then
 // x += SwiGLU(RMSNorm(x) ⊙ rms_ffn). Weights "wq" "wk" "wv" "wo" "w1" "w2" "w3", as
 // io::llama2c_layer (and models/llama.hpp's slots) name them.
-inline std::unique_ptr<sequential_block> llama_transformer_block(
+template <class Lazy = void>
+std::unique_ptr<sequential_block> llama_transformer_block(
     std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads, std::size_t hidden,
     io::llama2c_layer layer, float rope_theta = 10000.0f, float eps = 1e-5f) {
   std::vector<std::unique_ptr<block>> attention, ffn, both;
   attention.push_back(std::make_unique<rmsnorm_block>(dim, std::move(layer.rms_att), eps));
-  attention.push_back(std::make_unique<attention_block>(
+  attention.push_back(std::make_unique<llama_blocks_detail::attention_block<Lazy>>(
       dim, n_heads, n_kv_heads, std::move(layer.wq), std::move(layer.wk), std::move(layer.wv),
       std::move(layer.wo), rope_theta));
   ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(layer.rms_ffn), eps));
-  ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(layer.w1),
+  ffn.push_back(std::make_unique<llama_blocks_detail::swiglu_block<Lazy>>(dim, hidden, std::move(layer.w1),
                                                std::move(layer.w2), std::move(layer.w3)));
   both.push_back(
       std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
@@ -742,19 +763,20 @@ inline std::unique_ptr<sequential_block> llama_transformer_block(
 
 // The same layer with projections of any kind (float, OneBit), in file order wq wk wv wo w1
 // w2 w3, and the two RMSNorm scales.
-inline std::unique_ptr<sequential_block> llama_transformer_block(
+template <class Lazy = void>
+std::unique_ptr<sequential_block> llama_transformer_block(
     std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads, std::size_t hidden,
     std::vector<float> rms_att, std::vector<float> rms_ffn,
     std::array<std::unique_ptr<projection>, 7> p, float rope_theta = 10000.0f,
     float eps = 1e-5f) {
   std::vector<std::unique_ptr<block>> attention, ffn, both;
   attention.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_att), eps));
-  attention.push_back(std::make_unique<attention_block>(dim, n_heads, n_kv_heads,
+  attention.push_back(std::make_unique<llama_blocks_detail::attention_block<Lazy>>(dim, n_heads, n_kv_heads,
                                                         std::move(p[0]), std::move(p[1]),
                                                         std::move(p[2]), std::move(p[3]),
                                                         rope_theta));
   ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_ffn), eps));
-  ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(p[4]), std::move(p[5]),
+  ffn.push_back(std::make_unique<llama_blocks_detail::swiglu_block<Lazy>>(dim, hidden, std::move(p[4]), std::move(p[5]),
                                                std::move(p[6])));
   both.push_back(
       std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
@@ -764,7 +786,8 @@ inline std::unique_ptr<sequential_block> llama_transformer_block(
 }
 
 // Layer `l` of a checkpoint, with the checkpoint's shapes.
-inline std::unique_ptr<sequential_block> llama_transformer_block(
+template <class Lazy = void>
+std::unique_ptr<sequential_block> llama_transformer_block(
     const io::llama2c_checkpoint& checkpoint, std::size_t l) {
   const io::llama2c_config& c = checkpoint.config;
   if (l >= checkpoint.layers.size())
@@ -773,7 +796,7 @@ inline std::unique_ptr<sequential_block> llama_transformer_block(
                                   std::to_string(checkpoint.layers.size()));
   if (c.dim <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.hidden_dim <= 0)
     llama_blocks_detail::fail("llama_transformer_block", "a checkpoint without positive shapes");
-  return llama_transformer_block(
+  return llama_transformer_block<Lazy>(
       static_cast<std::size_t>(c.dim), static_cast<std::size_t>(c.n_heads),
       static_cast<std::size_t>(c.n_kv_heads), static_cast<std::size_t>(c.hidden_dim),
       checkpoint.layers[l]);

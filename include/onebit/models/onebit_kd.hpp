@@ -199,14 +199,17 @@ inline std::vector<std::size_t> draw(std::uint64_t seed, std::size_t step, std::
 struct network {
   std::vector<std::unique_ptr<sequential_block>> blocks;
   std::unique_ptr<rmsnorm_block> final_norm;
-  std::unique_ptr<linear_block> classifier;  // frozen: its weight gradient is not used
+  // A linear_block, held as a block so that code calling it does not compile its products
+  // (build, a template, does; see llama_blocks.hpp). Frozen: its weight gradient is not used.
+  std::unique_ptr<onebit::block> classifier;
   std::vector<onebit_projection*> projections;  // l·7 + s; empty for the teacher
   // hidden[l] = input of block l (hidden[0] the embeddings), tokens x dim each.
   std::vector<projection_detail::floats> hidden;
   projection_detail::floats normed, logits;
 };
 
-inline network build(const model& m, const std::vector<onebit_parameters>* student) {
+template <class Lazy = void>
+network build(const model& m, const std::vector<onebit_parameters>* student) {
   const config& c = m.cfg;
   const std::size_t dim = static_cast<std::size_t>(c.dim),
                     hidden = static_cast<std::size_t>(c.hidden_dim),
@@ -217,20 +220,22 @@ inline network build(const model& m, const std::vector<onebit_parameters>* stude
     for (slot s : all_slots) {
       const std::size_t k = static_cast<std::size_t>(s);
       if (student != nullptr) {
-        auto q = std::make_unique<onebit_projection>((*student)[l * 7 + k]);
+        auto q =
+            std::make_unique<projection_detail::onebit_projection<Lazy>>((*student)[l * 7 + k]);
         n.projections.push_back(q.get());
         p[k] = std::move(q);
       } else {
         const model::matrix w = m.original(l, s);
-        p[k] = std::make_unique<float_projection>(w.rows, w.cols, *w.w);
+        p[k] = std::make_unique<projection_detail::float_projection<Lazy>>(w.rows, w.cols, *w.w);
       }
     }
-    n.blocks.push_back(llama_transformer_block(
+    n.blocks.push_back(llama_transformer_block<Lazy>(
         dim, static_cast<std::size_t>(c.n_heads), static_cast<std::size_t>(c.n_kv_heads),
         hidden, m.blocks[l].rms_att, m.blocks[l].rms_ffn, std::move(p)));
   }
   n.final_norm = std::make_unique<rmsnorm_block>(dim, m.rms_final);
-  n.classifier = std::make_unique<linear_block>(vocab, dim, m.classifier, "classifier");
+  n.classifier =
+      std::make_unique<llama_blocks_detail::linear_block<Lazy>>(vocab, dim, m.classifier, "classifier");
   n.hidden.resize(m.blocks.size() + 1);
   return n;
 }

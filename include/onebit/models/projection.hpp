@@ -23,6 +23,9 @@
 //   dA = dZ·S            ∂g = Σ_t dA ⊙ X  dX = dA ⊙ g
 //
 // The norm's statistics are taken in double per row, as kernels/layer_norm.hpp does.
+//
+// Both are aliases of class templates in projection_detail whose only parameter is unused, so
+// that their Eigen products are compiled only where a projection is built (llama_blocks.hpp).
 #pragma once
 
 #include <algorithm>
@@ -89,6 +92,8 @@ class projection {
 
 // y = x·Wᵀ in float, the products exactly as llama_blocks.hpp always computed them (one Eigen
 // GEMM each), so that blocks built on it give the same bits as before.
+namespace projection_detail {
+template <class Lazy>
 class float_projection final : public projection {
  public:
   // `who` and `field` name the shape in the exception for a wrong number of weights.
@@ -141,6 +146,8 @@ class float_projection final : public projection {
   const float* x_ = nullptr;
   std::size_t tokens_ = 0;
 };
+}  // namespace projection_detail
+using float_projection = projection_detail::float_projection<void>;
 
 // The trainable parameters of one OneBit layer: latent W (out x in, row-major), g (in), h
 // (out), the post-norm, and two values derived from W that refresh() recomputes after every
@@ -212,6 +219,8 @@ struct onebit_parameters {
 // A OneBit layer inside a block, reading shared parameters (which must outlive it and hold S
 // and ste refreshed for the current W) and writing its own gradients: ∂W (through the
 // straight-through factor), ∂g, ∂h.
+namespace projection_detail {
+template <class Lazy>
 class onebit_projection final : public projection {
  public:
   explicit onebit_projection(const onebit_parameters& p) : p_(&p) {
@@ -321,5 +330,7 @@ class onebit_projection final : public projection {
   const float* x_ = nullptr;
   std::size_t tokens_ = 0;
 };
+}  // namespace projection_detail
+using onebit_projection = projection_detail::onebit_projection<void>;
 
 }  // namespace onebit
