@@ -13,7 +13,9 @@
 #            instrumented suite compiles in about half the time (g++ 12's UBSan at -O1 is most of
 #            its cost), and the suite is then built by both compilers, not only g++.
 #   aarch64  the test suite cross-built for aarch64 (the NEON path) with static linking; ctest
-#            under qemu-aarch64 (without those two cases either: minutes emulated)
+#            under qemu-aarch64 (without those two cases either: minutes emulated). Without the
+#            command-line tool: its tests run it only natively, so a cross-built copy would be
+#            compiled (25 CPU-s) and never run
 #   fuzz     the safetensors and GGUF readers' libFuzzer targets (built by the asan leg, with
 #            -fsanitize=fuzzer,address,undefined), 60 seconds each from their committed corpora:
 #            the same fuzzers and flags as scripts/fuzz.sh 60, without a second build
@@ -130,7 +132,7 @@ leg_asan() {
 leg_aarch64() {
   step "aarch64: configure" configure aarch64 -DCMAKE_BUILD_TYPE=Release \
     "-DCMAKE_TOOLCHAIN_FILE=$source_dir/cmake/toolchains/aarch64-linux-gnu.cmake" \
-    -DONEBIT_BUILD_BENCHMARKS=OFF -DONEBIT_BUILD_EXAMPLES=OFF || return 1
+    -DONEBIT_BUILD_BENCHMARKS=OFF -DONEBIT_BUILD_EXAMPLES=OFF -DONEBIT_BUILD_TOOLS=OFF || return 1
   step "aarch64: build" build aarch64 || return 1
   step "aarch64: ctest (qemu)" run_tests aarch64
 }
