@@ -249,8 +249,9 @@ TEST_CASE("the writer's file is aligned, contiguous, and what the reference impl
 
 TEST_CASE("the writer's header is the JSON nlohmann-json writes, byte for byte") {
   // Names and metadata with every kind of byte JSON escapes, and UTF-8 it does not.
+  static constexpr char controls[] = "nul\0tab\tnl\ncr\rff\fbs\b";
   const std::vector<std::string> names = {
-      "plain", "quote\"back\\slash", std::string("nul\0tab\tnl\ncr\rff\fbs\b", 25),
+      "plain", "quote\"back\\slash", std::string(controls, sizeof controls - 1),
       "ctl\x01\x1f\x7f/", "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", ""};
   io::writer w;
   const std::vector<float> f = {1, 2, 3, 4, 5, 6};
