@@ -299,19 +299,39 @@ struct prepare_split {
   // completes the last part picks the body (commit_rows: the or of the rows' overflow
   // flags) and publishes it. Each row's part gives the same bytes wherever it runs, so the
   // product's bits are the one-thread gemm's.
-  template <class Executor>
-  static void run(Executor& executor, prepared_gemm& p) {
+  //
+  // Below split_prepare_from (a single token, say) each thread instead prepares a private copy
+  // and runs its rows from it (start(q) starts a prepared_gemm like p; p is started). Prepare
+  // takes 1-3 µs there, but sharing one copy cost more than the second thread saved: the
+  // caller's next prepare has to take every line of the tables back from the other core's
+  // cache. Measured at 4096x4096, batch 1, two threads on a 2-vCPU Zen 5: 79-91 µs per product
+  // with shared tables against 51-63 with private ones (add_only), 36-38 against 26 (lut).
+  // Every copy is the same computation on the same input, so the bits do not change.
+  template <class Executor, class Start>
+  static void run(Executor& executor, prepared_gemm& p, const Start& start) {
     const std::size_t threads = thread_count(executor);
     const std::size_t batch = p.batch();
-    if (threads < 2 || batch < 2 || batch * p.args_.cols < split_prepare_from) {
-      p.commit_rows(p.prepare_rows(0, batch));
-      run_parallel(executor, p);
-      return;
-    }
     const std::size_t rows = p.rows();
     const std::size_t block = std::max<std::size_t>(1, p.row_block());
     const std::size_t blocks = (rows + block - 1) / block;
     const std::size_t ranges = std::min(blocks, threads);
+    if (threads < 2 || batch < 2 || batch * p.args_.cols < split_prepare_from) {
+      if (ranges < 2 || batch == 0) {
+        p.commit_rows(p.prepare_rows(0, batch));
+        run_parallel(executor, p);
+        return;
+      }
+      std::vector<prepared_gemm> copies(ranges - 1);
+      executor.parallel_for(ranges, [&, block, blocks, ranges, batch](std::size_t i) {
+        prepared_gemm& q = i == 0 ? p : copies[i - 1];
+        if (i != 0) start(q);
+        q.commit_rows(q.prepare_rows(0, batch));
+        const prepared_gemm& r = q;
+        r.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
+      });
+      finish_parallel(executor, threads, p);
+      return;
+    }
     const std::size_t parts = std::min(batch, ranges);
     std::atomic<std::size_t> next{0}, done{0};
     std::atomic<bool> overflow{false}, ready{false};
@@ -354,8 +374,11 @@ void gemm(Executor& executor, const Layer& layer, const T* x, std::size_t batch,
     prepared_gemm p;
     const gemm_options o(options...);
     detail::for_batch_slices(batch, [&](std::size_t b0, std::size_t rows) {
-      detail::prepare_split::start(p, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy, o);
-      detail::prepare_split::run(executor, p);
+      const auto start = [&, b0, rows](prepared_gemm& q) {
+        detail::prepare_split::start(q, layer, x + b0 * ldx, rows, ldx, y + b0 * ldy, ldy, o);
+      };
+      start(p);
+      detail::prepare_split::run(executor, p, start);
     });
   } else {
     detail::run_parallel(executor, prepare(layer, x, batch, ldx, y, ldy, options...));
