@@ -47,6 +47,10 @@ namespace onebit::llama {
 struct run_context {
   onebit::thread_pool* pool = nullptr;
   onebit::prepared_gemm* product = nullptr;
+  // One more product per further thread of the pool: a single token's product is prepared by
+  // every thread into its own (see onebit_layer::run_product). None: the threads share one.
+  onebit::prepared_gemm* more_products = nullptr;
+  std::size_t more_count = 0;
 };
 
 // A linear map y = W·x with W out x in, whatever stores W.
@@ -114,7 +118,7 @@ class onebit_layer final : public layer {
   }
   void forward_rows(const float* x, std::size_t rows, float* y,
                     const run_context& ctx) const override {
-    run_product(ctx, [&](onebit::prepared_gemm& p) {
+    run_product(ctx, rows, in_features(), [&](onebit::prepared_gemm& p) {
       p.prepare(layer_, x, rows, in_features(), y, out_features(), onebit::gemm_options{kernel_});
     });
   }
@@ -123,15 +127,38 @@ class onebit_layer final : public layer {
   const onebit::linear<>& linear() const noexcept { return layer_; }
 
   // Prepares into the context's product (or a local one) and runs its rows on the pool.
+  // For one row (a token being decoded) or fewer than split_prepare_from activations, with a
+  // product per thread, every thread prepares its own and runs its rows from it, as
+  // onebit::gemm(pool, ...) does:
+  // the tables of one shared product had to be taken back from the other core's cache at the
+  // next prepare, which cost more than the second thread saved (docs/results.md, "Private
+  // tables per thread"). Each product is the same computation, so the bits do not change.
   template <class Prepare>
-  static void run_product(const run_context& ctx, Prepare&& prepare) {
+  static void run_product(const run_context& ctx, std::size_t rows, std::size_t in,
+                          Prepare&& prepare) {
     onebit::prepared_gemm local;
     onebit::prepared_gemm& p = ctx.product != nullptr ? *ctx.product : local;
-    prepare(p);
-    if (ctx.pool != nullptr)
-      onebit::detail::run_parallel(*ctx.pool, p);
-    else
+    if (ctx.pool == nullptr) {
+      prepare(p);
       p.run();
+      return;
+    }
+    const std::size_t threads = std::min(ctx.pool->size(), ctx.more_count + 1);
+    if (ctx.product == nullptr || threads < 2 ||
+        (rows > 1 && rows * in >= onebit::detail::split_prepare_from)) {
+      prepare(p);
+      onebit::detail::run_parallel(*ctx.pool, p);
+      return;
+    }
+    ctx.pool->parallel_for(threads, [&](std::size_t i) {
+      onebit::prepared_gemm& q = i == 0 ? p : ctx.more_products[i - 1];
+      prepare(q);
+      const onebit::prepared_gemm& r = q;
+      const std::size_t block = std::max<std::size_t>(1, r.row_block());
+      const std::size_t blocks = (r.rows() + block - 1) / block;
+      r.run_rows(block * (blocks * i / threads), block * (blocks * (i + 1) / threads));
+    });
+    p.finish();  // a no-op without the post-norm; a few short rows with it
   }
 
  private:
@@ -151,7 +178,7 @@ class packed_onebit_layer final : public layer {
   void forward(const float* x, float* y) const override { onebit::gemv(layer_, x, y); }
   void forward_rows(const float* x, std::size_t rows, float* y,
                     const run_context& ctx) const override {
-    onebit_layer::run_product(ctx, [&](onebit::prepared_gemm& p) {
+    onebit_layer::run_product(ctx, rows, in_features(), [&](onebit::prepared_gemm& p) {
       p.prepare(layer_, x, rows, in_features(), y, out_features());
     });
   }
@@ -437,6 +464,9 @@ struct state {
   std::vector<float> rope_freq;  // per pair of a head
   std::vector<float> rope;       // per token: cos, sin of each pair's angle
   onebit::prepared_gemm product;  // reused by every 1-bit product
+  // The further threads' own products for a token's products (run_context::more_products),
+  // sized at the first call on a pool and reused after.
+  std::vector<onebit::prepared_gemm> more_products;
 };
 
 // Where a forward call's time went (wall seconds, added up over calls): the seven products of
@@ -576,7 +606,9 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
   const std::size_t heads = static_cast<std::size_t>(p.n_heads);
   const std::size_t seq_len = static_cast<std::size_t>(p.seq_len);
   const std::size_t pos0 = static_cast<std::size_t>(pos);
-  const run_context ctx{o.pool, &st.product};
+  if (o.pool != nullptr && st.more_products.size() + 1 < o.pool->size())
+    st.more_products.resize(o.pool->size() - 1);
+  const run_context ctx{o.pool, &st.product, st.more_products.data(), st.more_products.size()};
   stopwatch clock(o.profile);
 
   float* x = st.x.data();
