@@ -269,6 +269,28 @@ void finish_parallel(Executor& executor, std::size_t threads, const Prepared& p)
   });
 }
 
+// A product of few activations (a single token) on `count` threads, each preparing its own
+// copy: index 0 into p, index i into others[i - 1], each with prepare(q), then running its
+// range of rows from that copy; then the finish. Prepare takes 1-3 µs there, but sharing one
+// copy cost more than the second thread saved: the caller's next prepare has to take every
+// line of the tables back from the other core's cache. Measured at 4096x4096, batch 1, two
+// threads on a 2-vCPU Zen 5: 79-91 µs per product with shared tables against 51-63 with
+// private ones (add_only), 36-38 against 26 (lut). Every copy is the same computation on the
+// same input, so the bits do not change. Used by gemm below and by the Llama engine.
+template <class Executor, class Prepare>
+void run_private_copies(Executor& executor, std::size_t count, prepared_gemm& p,
+                        prepared_gemm* others, const Prepare& prepare) {
+  executor.parallel_for(count, [&](std::size_t i) {
+    prepared_gemm& q = i == 0 ? p : others[i - 1];
+    prepare(q);
+    const prepared_gemm& r = q;
+    const std::size_t block = std::max<std::size_t>(1, r.row_block());
+    const std::size_t blocks = (r.rows() + block - 1) / block;
+    r.run_rows(block * (blocks * i / count), block * (blocks * (i + 1) / count));
+  });
+  finish_parallel(executor, count, p);
+}
+
 // Below this many activations (batch rows x in features) prepare's batch rows run on the
 // calling thread before the hand-off. At 4096 prepare takes 1.9-4.4 µs on one thread
 // (bench_prepare: vnni_int8, add_only, lut), so two threads save 1-2 µs, several times the
@@ -301,12 +323,7 @@ struct prepare_split {
   // product's bits are the one-thread gemm's.
   //
   // Below split_prepare_from (a single token, say) each thread instead prepares a private copy
-  // and runs its rows from it (start(q) starts a prepared_gemm like p; p is started). Prepare
-  // takes 1-3 µs there, but sharing one copy cost more than the second thread saved: the
-  // caller's next prepare has to take every line of the tables back from the other core's
-  // cache. Measured at 4096x4096, batch 1, two threads on a 2-vCPU Zen 5: 79-91 µs per product
-  // with shared tables against 51-63 with private ones (add_only), 36-38 against 26 (lut).
-  // Every copy is the same computation on the same input, so the bits do not change.
+  // (run_private_copies; start(q) starts a prepared_gemm like p, which is started).
   template <class Executor, class Start>
   static void run(Executor& executor, prepared_gemm& p, const Start& start) {
     const std::size_t threads = thread_count(executor);
@@ -322,14 +339,10 @@ struct prepare_split {
         return;
       }
       std::vector<prepared_gemm> copies(ranges - 1);
-      executor.parallel_for(ranges, [&, block, blocks, ranges, batch](std::size_t i) {
-        prepared_gemm& q = i == 0 ? p : copies[i - 1];
-        if (i != 0) start(q);
+      run_private_copies(executor, ranges, p, copies.data(), [&p, &start, batch](prepared_gemm& q) {
+        if (&q != &p) start(q);
         q.commit_rows(q.prepare_rows(0, batch));
-        const prepared_gemm& r = q;
-        r.run_rows(block * (blocks * i / ranges), block * (blocks * (i + 1) / ranges));
       });
-      finish_parallel(executor, threads, p);
       return;
     }
     const std::size_t parts = std::min(batch, ranges);

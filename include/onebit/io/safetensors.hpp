@@ -66,7 +66,6 @@
 #include <utility>
 #include <vector>
 
-
 #include "../half.hpp"
 #include "../linear.hpp"
 #include "../lowbit_matrix.hpp"

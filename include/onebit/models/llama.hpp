@@ -126,13 +126,10 @@ class onebit_layer final : public layer {
   std::size_t storage_bits() const override { return layer_.storage_bits(); }
   const onebit::linear<>& linear() const noexcept { return layer_; }
 
-  // Prepares into the context's product (or a local one) and runs its rows on the pool.
-  // For one row (a token being decoded) or fewer than split_prepare_from activations, with a
-  // product per thread, every thread prepares its own and runs its rows from it, as
-  // onebit::gemm(pool, ...) does:
-  // the tables of one shared product had to be taken back from the other core's cache at the
-  // next prepare, which cost more than the second thread saved (docs/results.md, "Private
-  // tables per thread"). Each product is the same computation, so the bits do not change.
+  // Prepares into the context's product (or a local one) and runs its rows on the pool. For
+  // one row (a token being decoded) or fewer than split_prepare_from activations, with a
+  // product per thread, every thread prepares its own, as onebit::gemm(pool, ...) does
+  // (onebit::detail::run_private_copies says why; the bits do not change).
   template <class Prepare>
   static void run_product(const run_context& ctx, std::size_t rows, std::size_t in,
                           Prepare&& prepare) {
@@ -150,15 +147,7 @@ class onebit_layer final : public layer {
       onebit::detail::run_parallel(*ctx.pool, p);
       return;
     }
-    ctx.pool->parallel_for(threads, [&](std::size_t i) {
-      onebit::prepared_gemm& q = i == 0 ? p : ctx.more_products[i - 1];
-      prepare(q);
-      const onebit::prepared_gemm& r = q;
-      const std::size_t block = std::max<std::size_t>(1, r.row_block());
-      const std::size_t blocks = (r.rows() + block - 1) / block;
-      r.run_rows(block * (blocks * i / threads), block * (blocks * (i + 1) / threads));
-    });
-    p.finish();  // a no-op without the post-norm; a few short rows with it
+    onebit::detail::run_private_copies(*ctx.pool, threads, p, ctx.more_products, prepare);
   }
 
  private:

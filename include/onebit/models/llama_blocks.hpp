@@ -746,13 +746,15 @@ template <class Lazy = void>
 std::unique_ptr<sequential_block> llama_transformer_block(
     std::size_t dim, std::size_t n_heads, std::size_t n_kv_heads, std::size_t hidden,
     io::llama2c_layer layer, float rope_theta = 10000.0f, float eps = 1e-5f) {
+  using attention_block = llama_blocks_detail::attention_block<Lazy>;
+  using swiglu_block = llama_blocks_detail::swiglu_block<Lazy>;
   std::vector<std::unique_ptr<block>> attention, ffn, both;
   attention.push_back(std::make_unique<rmsnorm_block>(dim, std::move(layer.rms_att), eps));
-  attention.push_back(std::make_unique<llama_blocks_detail::attention_block<Lazy>>(
+  attention.push_back(std::make_unique<attention_block>(
       dim, n_heads, n_kv_heads, std::move(layer.wq), std::move(layer.wk), std::move(layer.wv),
       std::move(layer.wo), rope_theta));
   ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(layer.rms_ffn), eps));
-  ffn.push_back(std::make_unique<llama_blocks_detail::swiglu_block<Lazy>>(dim, hidden, std::move(layer.w1),
+  ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(layer.w1),
                                                std::move(layer.w2), std::move(layer.w3)));
   both.push_back(
       std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
@@ -769,14 +771,16 @@ std::unique_ptr<sequential_block> llama_transformer_block(
     std::vector<float> rms_att, std::vector<float> rms_ffn,
     std::array<std::unique_ptr<projection>, 7> p, float rope_theta = 10000.0f,
     float eps = 1e-5f) {
+  using attention_block = llama_blocks_detail::attention_block<Lazy>;
+  using swiglu_block = llama_blocks_detail::swiglu_block<Lazy>;
   std::vector<std::unique_ptr<block>> attention, ffn, both;
   attention.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_att), eps));
-  attention.push_back(std::make_unique<llama_blocks_detail::attention_block<Lazy>>(dim, n_heads, n_kv_heads,
+  attention.push_back(std::make_unique<attention_block>(dim, n_heads, n_kv_heads,
                                                         std::move(p[0]), std::move(p[1]),
                                                         std::move(p[2]), std::move(p[3]),
                                                         rope_theta));
   ffn.push_back(std::make_unique<rmsnorm_block>(dim, std::move(rms_ffn), eps));
-  ffn.push_back(std::make_unique<llama_blocks_detail::swiglu_block<Lazy>>(dim, hidden, std::move(p[4]), std::move(p[5]),
+  ffn.push_back(std::make_unique<swiglu_block>(dim, hidden, std::move(p[4]), std::move(p[5]),
                                                std::move(p[6])));
   both.push_back(
       std::make_unique<residual_block>(std::make_unique<sequential_block>(std::move(attention))));
