@@ -5,8 +5,12 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "support.hpp"
@@ -26,7 +30,7 @@ llama::config small_config() {
   c.n_heads = 4;
   c.n_kv_heads = 2;
   c.vocab_size = 37;
-  c.seq_len = 40;
+  c.seq_len = 120;
   return c;
 }
 
@@ -88,7 +92,7 @@ std::vector<int> some_tokens(std::size_t n, int vocab) {
 
 TEST_CASE("forward_tokens: a prompt at once, then decoding, equals forward token by token") {
   const llama::config c = small_config();
-  const std::vector<int> tokens = some_tokens(23, c.vocab_size);
+  const std::vector<int> tokens = some_tokens(112, c.vocab_size);
   struct variant {
     weights w;
     onebit::kernel k;
@@ -105,8 +109,9 @@ TEST_CASE("forward_tokens: a prompt at once, then decoding, equals forward token
       onebit::thread_pool pool(threads);
       llama::forward_profile profile;
       const llama::forward_options o{threads == 1 ? nullptr : &pool, &profile};
-      // Prompts of 1, 5 and 17 tokens, then the rest one by one.
-      for (std::size_t prompt : {1u, 5u, 17u}) {
+      // Prompts of 1, 5, 17 and 100 tokens (a prompt the threads split by tokens, in slices
+      // of 64), then the rest one by one.
+      for (std::size_t prompt : {1u, 5u, 17u, 100u}) {
         llama::state st(c, prompt);
         const float* logits = llama::forward_tokens(m, st, tokens.data(), prompt, 0, o);
         const std::string where = std::to_string(static_cast<int>(v.w)) + " " +
@@ -162,5 +167,159 @@ TEST_CASE("forward_tokens refuses tokens past the state or the sequence, and bad
   CHECK_THROWS_WITH_AS(llama::forward_tokens(m, st, &bad, 1, 0), doctest::Contains("token 37"),
                        std::invalid_argument);
 }
+
+namespace {
+
+bool same_bits(const float* a, const float* b, std::size_t n) {
+  return std::memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+// Keys and values of one key/value head in the state's layout (tiles of 16 positions).
+struct head_cache {
+  std::size_t head_size, positions;
+  std::vector<float> keys, values;
+  head_cache(std::size_t hs, std::size_t n) : head_size(hs), positions(n) {
+    const std::size_t tiles = (n + 15) / 16;
+    keys = onebit_test::gaussian(tiles * 16 * hs);
+    values = onebit_test::gaussian(n * hs);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("attention kernels: every path gives each query run.c's values, bit for bit") {
+  using llama::detail::attention_block;
+  const auto& portable = llama::detail::attention_kernels_for(onebit::isa::portable);
+  for (onebit::isa path : onebit_test::runnable_paths()) {
+    const auto& k = llama::detail::attention_kernels_for(path);
+    for (std::size_t hs : {1u, 8u, 12u, 20u, 64u, 128u}) {
+      const head_cache cache(hs, 140);
+      for (std::size_t count = 1; count <= k.max_queries; ++count) {
+        for (std::size_t first_len : {1u, 7u, 16u, 17u, 63u, 100u}) {
+          const std::string where = std::string(onebit::to_string(path)) + " head_size " +
+                                    std::to_string(hs) + " queries " + std::to_string(count) +
+                                    " first length " + std::to_string(first_len);
+          // Queries of the block, lengths growing by 0-3 (heads of a group, then tokens).
+          const std::vector<float> q = onebit_test::gaussian(count * hs, 2.0f);
+          std::vector<float> out(count * hs, -1.0f), att(count * 160, 0.0f);
+          attention_block b;
+          b.count = count;
+          b.keys = cache.keys.data();
+          b.values = cache.values.data();
+          b.head_size = hs;
+          b.scale = std::sqrt(static_cast<float>(hs));
+          for (std::size_t j = 0; j < count; ++j) {
+            b.q[j] = q.data() + j * hs;
+            b.out[j] = out.data() + j * hs;
+            b.att[j] = att.data() + j * 160;
+            b.len[j] = j == 0 ? first_len : std::min<std::size_t>(140, b.len[j - 1] + j % 4);
+          }
+          k.attend(b);
+          for (std::size_t j = 0; j < count; ++j) {
+            // The portable body, this query alone.
+            std::vector<float> o1(hs, -2.0f), a1(160, 0.0f);
+            attention_block one = b;
+            one.count = 1;
+            one.q[0] = b.q[j];
+            one.out[0] = o1.data();
+            one.att[0] = a1.data();
+            one.len[0] = b.len[j];
+            portable.attend(one);
+            CHECK_MESSAGE(same_bits(o1.data(), b.out[j], hs), where, " query ", j);
+            CHECK_MESSAGE(same_bits(a1.data(), b.att[j], b.len[j]), where, " query ", j);
+            // And the exact math, in double: softmax(q·k / sqrt(hs)) · v.
+            std::vector<double> s(b.len[j]);
+            double top = -1e300, total = 0;
+            for (std::size_t t = 0; t < b.len[j]; ++t) {
+              double d = 0;
+              for (std::size_t i = 0; i < hs; ++i)
+                d += double(b.q[j][i]) * cache.keys[((t / 16) * hs + i) * 16 + t % 16];
+              s[t] = d / std::sqrt(double(hs));
+              top = std::max(top, s[t]);
+            }
+            for (double& v : s) total += (v = std::exp(v - top));
+            for (std::size_t i = 0; i < hs; ++i) {
+              double y = 0, mass = 0;
+              for (std::size_t t = 0; t < b.len[j]; ++t) {
+                y += s[t] / total * cache.values[t * hs + i];
+                mass += std::abs(s[t] / total * cache.values[t * hs + i]);
+              }
+              // Float sums of at most 140 terms (plus the scores' error through the exps).
+              CHECK_MESSAGE(std::abs(b.out[j][i] - y) <= 1e-4 * (mass + 1.0), where, " dim ", i);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("SwiGLU gate kernels: run.c's v / (1 + exp(-v)) * w on every path, bit for bit") {
+  const auto& portable = llama::detail::attention_kernels_for(onebit::isa::portable);
+  std::vector<float> v = onebit_test::gaussian(1000, 6.0f), w = onebit_test::gaussian(1000);
+  // exp's edges: overflow, underflow to subnormal and to 0, infinities, NaN.
+  const float specials[] = {-90.0f, -100.0f, -104.0f, -200.0f, 89.0f, 0.0f, -0.0f,
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 1e-30f, -1e-30f};
+  std::copy(std::begin(specials), std::end(specials), v.begin());
+  for (onebit::isa path : onebit_test::runnable_paths()) {
+    const auto& k = llama::detail::attention_kernels_for(path);
+    for (std::size_t n : {1u, 7u, 15u, 16u, 17u, 1000u}) {
+      std::vector<float> expected(v.begin(), v.begin() + n), got = expected;
+      for (std::size_t i = 0; i < n; ++i) {
+        float val = expected[i];
+        val *= 1.0f / (1.0f + std::exp(-val));
+        expected[i] = val * w[i];
+      }
+      std::vector<float> ported = got;
+      portable.silu_mul(ported.data(), w.data(), n);
+      k.silu_mul(got.data(), w.data(), n);
+      CHECK_MESSAGE(same_bits(got.data(), ported.data(), n), onebit::to_string(path), " n ", n);
+      CHECK_MESSAGE(same_bits(got.data(), expected.data(), n), onebit::to_string(path), " n ", n);
+    }
+  }
+}
+
+#if ONEBIT_X86 && defined(__GLIBC__)
+ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
+void exp_avx512(const float* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 16)
+    _mm512_storeu_ps(y + i, llama::detail::expf_avx512(_mm512_loadu_ps(x + i)));
+}
+ONEBIT_TARGET_END
+ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX2)
+void exp_avx2(const float* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; i += 8)
+    _mm256_storeu_ps(y + i, llama::detail::expf_avx2(_mm256_loadu_ps(x + i)));
+}
+ONEBIT_TARGET_END
+
+// The vector exp is glibc's expf (its FMA build, which glibc runs wherever these paths run):
+// every float was checked once; here a sample of a million, plus the edges.
+TEST_CASE("vector exp equals glibc's expf") {
+  std::mt19937 bits(7);
+  std::vector<float> x(1u << 20);
+  for (float& f : x) {
+    const std::uint32_t u = bits();
+    std::memcpy(&f, &u, sizeof f);
+  }
+  const float edges[] = {88.72283f, 88.72284f, -103.27893f, -103.97208f, -103.97209f,
+                         -87.33655f, 0.0f, -0.0f};
+  std::copy(std::begin(edges), std::end(edges), x.begin());
+  std::vector<float> want(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) want[i] = std::exp(x[i]);
+  auto same = [](float a, float b) {
+    return std::memcmp(&a, &b, sizeof a) == 0 || (std::isnan(a) && std::isnan(b));
+  };
+  for (onebit::isa path : onebit_test::runnable_paths()) {
+    if (path != onebit::isa::avx2 && path != onebit::isa::avx512) continue;
+    std::vector<float> got(x.size());
+    (path == onebit::isa::avx512 ? exp_avx512 : exp_avx2)(x.data(), got.data(), x.size());
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) differ += same(got[i], want[i]) ? 0 : 1;
+    CHECK_MESSAGE(differ == 0, onebit::to_string(path));
+  }
+}
+#endif
 
 }  // namespace test_llama_engine

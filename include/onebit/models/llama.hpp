@@ -20,6 +20,7 @@
 #include "../quant/distill.hpp"
 #include "../quant/rtn.hpp"
 #include "../quant/svid.hpp"
+#include "detail/attention.hpp"
 #include "llama2c.hpp"
 #include "llama_math.hpp"
 
@@ -118,36 +119,67 @@ class onebit_layer final : public layer {
   }
   void forward_rows(const float* x, std::size_t rows, float* y,
                     const run_context& ctx) const override {
-    run_product(ctx, rows, in_features(), [&](onebit::prepared_gemm& p) {
-      p.prepare(layer_, x, rows, in_features(), y, out_features(), onebit::gemm_options{kernel_});
+    const std::size_t in = in_features(), out = out_features();
+    run_product(ctx, rows, in, [&](onebit::prepared_gemm& p, std::size_t r0, std::size_t n) {
+      p.prepare(layer_, x + r0 * in, n, in, y + r0 * out, out, onebit::gemm_options{kernel_});
     });
   }
   std::string kind() const override { return kind_; }
   std::size_t storage_bits() const override { return layer_.storage_bits(); }
   const onebit::linear<>& linear() const noexcept { return layer_; }
 
-  // Prepares into the context's product (or a local one) and runs its rows on the pool. For
-  // one row (a token being decoded) or fewer than split_prepare_from activations, with a
-  // product per thread, every thread prepares its own, as onebit::gemm(pool, ...) does
-  // (onebit::detail::run_private_copies says why; the bits do not change).
+  // Runs the product of `rows` rows through prepare(p, r0, n) (p prepared for rows [r0, r0 + n))
+  // on the context's pool, in slices of at most onebit::detail::batch_slice rows, as
+  // onebit::gemm does (gemm.hpp says why: a prompt's tables at once would not stay in cache).
+  // How the threads share the work depends on the rows, never the bits (every row's result is
+  // the same in any batch and any split):
+  //  - a prompt (at least prompt_rows_per_thread rows a thread): each thread takes its own
+  //    tokens and runs every output row for them from its own product. The tables of a slice
+  //    then stay in one core's cache; splitting output rows instead made both cores read
+  //    tables the other had written (1.1B prefill of 512 tokens: 1.59 s of products on one
+  //    thread, 1.43 s on two).
+  //  - one row (a token being decoded), or fewer than split_prepare_from activations: every
+  //    thread prepares its own copy and runs its range of output rows
+  //    (onebit::detail::run_private_copies says why).
+  //  - in between: one prepare, output rows split over the pool.
+  static constexpr std::size_t prompt_rows_per_thread = 16;
   template <class Prepare>
   static void run_product(const run_context& ctx, std::size_t rows, std::size_t in,
                           Prepare&& prepare) {
     onebit::prepared_gemm local;
     onebit::prepared_gemm& p = ctx.product != nullptr ? *ctx.product : local;
-    if (ctx.pool == nullptr) {
-      prepare(p);
-      p.run();
+    const std::size_t threads =
+        ctx.pool == nullptr ? 1 : std::min(ctx.pool->size(), ctx.product != nullptr ? ctx.more_count + 1 : 1);
+    const auto slices = [&](onebit::prepared_gemm& q, std::size_t r0, std::size_t r1) {
+      for (std::size_t b0 = r0; b0 < r1; b0 += onebit::detail::batch_slice) {
+        prepare(q, b0, std::min(onebit::detail::batch_slice, r1 - b0));
+        q.run();
+      }
+    };
+    if (threads < 2) {
+      if (ctx.pool == nullptr) {
+        slices(p, 0, rows);
+        return;
+      }
+      for (std::size_t b0 = 0; b0 < rows; b0 += onebit::detail::batch_slice) {
+        prepare(p, b0, std::min(onebit::detail::batch_slice, rows - b0));
+        onebit::detail::run_parallel(*ctx.pool, p);
+      }
       return;
     }
-    const std::size_t threads = std::min(ctx.pool->size(), ctx.more_count + 1);
-    if (ctx.product == nullptr || threads < 2 ||
-        (rows > 1 && rows * in >= onebit::detail::split_prepare_from)) {
-      prepare(p);
+    if (rows >= threads * prompt_rows_per_thread) {
+      ctx.pool->parallel_for(threads, [&](std::size_t i) {
+        slices(i == 0 ? p : ctx.more_products[i - 1], rows * i / threads, rows * (i + 1) / threads);
+      });
+      return;
+    }
+    if (rows > 1 && rows * in >= onebit::detail::split_prepare_from) {
+      prepare(p, 0, rows);
       onebit::detail::run_parallel(*ctx.pool, p);
       return;
     }
-    onebit::detail::run_private_copies(*ctx.pool, threads, p, ctx.more_products, prepare);
+    onebit::detail::run_private_copies(*ctx.pool, threads, p, ctx.more_products,
+                                       [&](onebit::prepared_gemm& q) { prepare(q, 0, rows); });
   }
 
  private:
@@ -167,8 +199,9 @@ class packed_onebit_layer final : public layer {
   void forward(const float* x, float* y) const override { onebit::gemv(layer_, x, y); }
   void forward_rows(const float* x, std::size_t rows, float* y,
                     const run_context& ctx) const override {
-    onebit_layer::run_product(ctx, rows, in_features(), [&](onebit::prepared_gemm& p) {
-      p.prepare(layer_, x, rows, in_features(), y, out_features());
+    const std::size_t in = in_features(), out = out_features();
+    onebit_layer::run_product(ctx, rows, in, [&](onebit::prepared_gemm& p, std::size_t r0, std::size_t n) {
+      p.prepare(layer_, x + r0 * in, n, in, y + r0 * out, out);
     });
   }
   std::string kind() const override {
@@ -431,16 +464,18 @@ using tap = std::function<void(std::size_t layer, slot s, const float* x, std::s
 // order. Values: value_cache[((l·kv_heads + h)·seq_len + t)·head_size + i].
 struct state {
   static constexpr std::size_t key_tile = 16;
+  static std::size_t padded_seq_len(const config& c) noexcept {
+    return (static_cast<std::size_t>(c.seq_len) + key_tile - 1) / key_tile * key_tile;
+  }
   explicit state(const config& c, std::size_t max_tokens = 1)
       : max_tokens(std::max<std::size_t>(1, max_tokens)),
         x(this->max_tokens * static_cast<std::size_t>(c.dim)), xb(x.size()), xb2(x.size()),
         q(x.size()), k(this->max_tokens * static_cast<std::size_t>(c.kv_dim())), v(k.size()),
         hb(this->max_tokens * static_cast<std::size_t>(c.hidden_dim)), hb2(hb.size()),
-        att(static_cast<std::size_t>(c.n_heads) * static_cast<std::size_t>(c.seq_len)),
+        att(detail::attention_block::capacity * padded_seq_len(c)),
         logits(static_cast<std::size_t>(c.vocab_size)),
         key_cache(static_cast<std::size_t>(c.n_layers) *
-                  ((static_cast<std::size_t>(c.seq_len) + key_tile - 1) / key_tile * key_tile) *
-                  static_cast<std::size_t>(c.kv_dim())),
+                  padded_seq_len(c) * static_cast<std::size_t>(c.kv_dim())),
         value_cache(static_cast<std::size_t>(c.n_layers) * static_cast<std::size_t>(c.seq_len) *
                     static_cast<std::size_t>(c.kv_dim())),
         rope_freq(static_cast<std::size_t>(c.head_size() / 2)),
@@ -449,6 +484,8 @@ struct state {
       rope_freq[j] = rope_frequency(2 * j, static_cast<std::size_t>(c.head_size()));
   }
   std::size_t max_tokens;
+  // att: the softmax weights of one attention block per thread (attention_block::capacity rows
+  // of padded_seq_len), grown at the first call on a pool.
   std::vector<float> x, xb, xb2, q, k, v, hb, hb2, att, logits, key_cache, value_cache;
   std::vector<float> rope_freq;  // per pair of a head
   std::vector<float> rope;       // per token: cos, sin of each pair's angle
@@ -504,40 +541,6 @@ inline void run(const layer& f, std::size_t l, slot s, const float* x, float* y,
            f.out_features());
 }
 
-// y[0..n) += a · v[0..n): blocks of 8 the compiler turns into vector code at -O2.
-inline void add_scaled(float* __restrict y, float a, const float* __restrict v,
-                       std::size_t n) noexcept {
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (std::size_t u = 0; u < 8; ++u) y[i + u] += a * v[i + u];
-  for (; i < n; ++i) y[i] += a * v[i];
-}
-
-// One head's attention for one query: scores against positions [0, len) of the key tiles
-// (state's layout), softmax, and the weighted sum of the values (rows of head_size) into out.
-// Each score and each output is summed in run.c's order (over i, then over t).
-inline void attend(const float* q, const float* keys, const float* values, std::size_t len,
-                   std::size_t head_size, float scale, float* att, float* out) noexcept {
-  constexpr std::size_t tile = state::key_tile;
-  for (std::size_t t0 = 0; t0 < len; t0 += tile) {
-    const float* k = keys + t0 * head_size;  // tile t0 / tile: head_size x tile
-    // The tile's scores stay in registers over the whole sum (unrolled: GCC at -O2 would
-    // otherwise keep them on the stack); lanes past len (positions not written yet) are summed
-    // too, and dropped.
-    float sum[tile] = {};
-    for (std::size_t i = 0; i < head_size; ++i) {
-      const float qi = q[i];
-#pragma GCC unroll 16
-      for (std::size_t u = 0; u < tile; ++u) sum[u] += qi * k[i * tile + u];
-    }
-    std::copy_n(sum, std::min(tile, len - t0), att + t0);
-  }
-  for (std::size_t t = 0; t < len; ++t) att[t] /= scale;
-  softmax(att, len);
-  std::fill(out, out + head_size, 0.0f);
-  for (std::size_t t = 0; t < len; ++t) add_scaled(out, att[t], values + t * head_size, head_size);
-}
-
 // f(begin, end) over [0, n) split in one range per thread of the pool (or all on this one).
 template <class F>
 void split(onebit::thread_pool* pool, std::size_t n, F&& f) {
@@ -547,6 +550,19 @@ void split(onebit::thread_pool* pool, std::size_t n, F&& f) {
   }
   const std::size_t parts = std::min(n, pool->size());
   pool->parallel_for(parts, [&](std::size_t i) { f(n * i / parts, n * (i + 1) / parts); });
+}
+
+// f(part, first, step) once per thread of the pool (or once on this one): part p takes items
+// first = p, p + step, ... of [0, n), so neighbouring items, alike in cost, go to different
+// threads.
+template <class F>
+void deal(onebit::thread_pool* pool, std::size_t n, F&& f) {
+  if (pool == nullptr || pool->size() == 1 || n < 2) {
+    f(std::size_t{0}, std::size_t{0}, std::size_t{1});
+    return;
+  }
+  const std::size_t parts = std::min(n, pool->size());
+  pool->parallel_for(parts, [&](std::size_t i) { f(i, i, parts); });
 }
 
 class stopwatch {
@@ -592,12 +608,17 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
   const std::size_t kv_mul = static_cast<std::size_t>(p.n_heads / p.n_kv_heads);
   const std::size_t hidden = static_cast<std::size_t>(p.hidden_dim);
   const std::size_t head_size = static_cast<std::size_t>(p.head_size());
-  const std::size_t heads = static_cast<std::size_t>(p.n_heads);
   const std::size_t seq_len = static_cast<std::size_t>(p.seq_len);
   const std::size_t pos0 = static_cast<std::size_t>(pos);
   if (o.pool != nullptr && st.more_products.size() + 1 < o.pool->size())
     st.more_products.resize(o.pool->size() - 1);
   const run_context ctx{o.pool, &st.product, st.more_products.data(), st.more_products.size()};
+  const attention_kernels& kernels = attention_kernels_for(onebit::detail::default_isa());
+  const std::size_t tiles = (seq_len + state::key_tile - 1) / state::key_tile;
+  const std::size_t att_row = tiles * state::key_tile;
+  const std::size_t threads = o.pool != nullptr ? std::max<std::size_t>(1, o.pool->size()) : 1;
+  if (st.att.size() < threads * attention_block::capacity * att_row)
+    st.att.resize(threads * attention_block::capacity * att_row);
   stopwatch clock(o.profile);
 
   float* x = st.x.data();
@@ -622,7 +643,6 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     const block& b = m.blocks[l];
     for (std::size_t r = 0; r < n; ++r)
       rmsnorm(st.xb.data() + r * dim, x + r * dim, b.rms_att.data(), dim);
-    const std::size_t tiles = (seq_len + state::key_tile - 1) / state::key_tile;
     float* keys = st.key_cache.data() + l * tiles * state::key_tile * kv_dim;
     float* values = st.value_cache.data() + l * seq_len * kv_dim;
     clock.charge(&forward_profile::rest);
@@ -656,17 +676,34 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
       }
     }
 
-    // Grouped-query attention: query head h reads key/value head h / kv_mul. Heads split over
-    // the pool; each head takes every token in turn (token r sees positions <= pos0 + r).
+    // Grouped-query attention: query head h reads key/value head h / kv_mul. A key/value
+    // head's queries (its kv_mul heads for each token, token by token; token r sees positions
+    // <= pos0 + r) go in blocks that load each key tile and value row once for all of them
+    // (detail/attention.hpp). Blocks are dealt to the pool's threads in turn, which evens out
+    // a prompt's short and long ones.
     const float scale = std::sqrt(static_cast<float>(head_size));
-    split(o.pool, heads, [&](std::size_t h_begin, std::size_t h_end) {
-      for (std::size_t h = h_begin; h < h_end; ++h) {
-        const std::size_t kvh = h / kv_mul;
-        for (std::size_t r = 0; r < n; ++r)
-          attend(st.q.data() + r * dim + h * head_size,
-                 keys + kvh * tiles * state::key_tile * head_size,
-                 values + kvh * seq_len * head_size, pos0 + r + 1, head_size, scale,
-                 st.att.data() + h * seq_len, st.xb.data() + r * dim + h * head_size);
+    const std::size_t per_kv = n * kv_mul;
+    const std::size_t per_block = kernels.max_queries;
+    const std::size_t blocks_per_kv = (per_kv + per_block - 1) / per_block;
+    const std::size_t kv_heads = kv_dim / head_size;
+    deal(o.pool, kv_heads * blocks_per_kv, [&](std::size_t part, std::size_t first_block, std::size_t step) {
+      attention_block blk;
+      blk.head_size = head_size;
+      blk.scale = scale;
+      float* scratch = st.att.data() + part * attention_block::capacity * att_row;
+      for (std::size_t bi = first_block; bi < kv_heads * blocks_per_kv; bi += step) {
+        const std::size_t kvh = bi / blocks_per_kv, first = bi % blocks_per_kv * per_block;
+        blk.count = std::min(per_block, per_kv - first);
+        blk.keys = keys + kvh * tiles * state::key_tile * head_size;
+        blk.values = values + kvh * seq_len * head_size;
+        for (std::size_t j = 0; j < blk.count; ++j) {
+          const std::size_t r = (first + j) / kv_mul, h = kvh * kv_mul + (first + j) % kv_mul;
+          blk.q[j] = st.q.data() + r * dim + h * head_size;
+          blk.out[j] = st.xb.data() + r * dim + h * head_size;
+          blk.att[j] = scratch + j * att_row;
+          blk.len[j] = pos0 + r + 1;
+        }
+        kernels.attend(blk);
       }
     });
     clock.charge(&forward_profile::attention);
@@ -683,12 +720,7 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     clock.charge(&forward_profile::linear);
     // Split only where the exps take tens of µs: below, the hand-off costs more than it saves.
     split(n * hidden >= 8192 ? o.pool : nullptr, n * hidden, [&](std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) {
-        float val = st.hb[i];
-        val *= 1.0f / (1.0f + std::exp(-val));
-        val *= st.hb2[i];
-        st.hb[i] = val;
-      }
+      kernels.silu_mul(st.hb.data() + begin, st.hb2.data() + begin, end - begin);
     });
     clock.charge(&forward_profile::rest);
     run(*b.w2, l, slot::w2, st.hb.data(), st.xb.data(), n, ctx, observe);
