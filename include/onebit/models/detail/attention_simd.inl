@@ -159,17 +159,26 @@ inline void weighted_values(const attention_block& b, std::size_t d0,
   }
 }
 
+// Dimensions [d0, head_size) of the outputs in chunks of at most C vectors (as many as keep
+// Q·C accumulators in registers). Each chunk is one pass over the value rows, so the widest
+// chunks read them the fewest times (one query of a 64-wide head: one pass, not four).
+template <class Ops, std::size_t Q, std::size_t C>
+inline void value_chunks(const attention_block& b, std::size_t d0) noexcept {
+  constexpr std::size_t W = Ops::width;
+  const std::size_t hs = b.head_size;
+  for (; d0 + C * W <= hs; d0 += C * W) weighted_values<Ops, Q, C>(b, d0, Ops::first(W));
+  if (d0 >= hs) return;
+  const std::size_t rest = hs - d0, vectors = (rest + W - 1) / W;  // at most C
+  if (vectors == C) return weighted_values<Ops, Q, C>(b, d0, Ops::first(rest - (C - 1) * W));
+  if constexpr (C > 1) value_chunks<Ops, Q, C - 1>(b, d0);
+}
+
 template <class Ops, std::size_t Q>
 inline void attend_q(const attention_block& b) noexcept {
   scores<Ops, Q>(b);
   softmax_rows<Ops, Q>(b);
-  // As many vectors of the head at a time as keep Q·C accumulators in registers.
   constexpr std::size_t C = Ops::value_accumulators / Q > 0 ? Ops::value_accumulators / Q : 1;
-  constexpr std::size_t W = Ops::width;
-  const std::size_t hs = b.head_size;
-  std::size_t d0 = 0;
-  for (; d0 + C * W <= hs; d0 += C * W) weighted_values<Ops, Q, C>(b, d0, Ops::first(W));
-  for (; d0 < hs; d0 += W) weighted_values<Ops, Q, 1>(b, d0, Ops::first(hs - d0 < W ? hs - d0 : W));
+  value_chunks<Ops, Q, (C < 8 ? C : 8)>(b, 0);
 }
 
 inline void attend_simd(const attention_block& b) noexcept {
