@@ -120,6 +120,12 @@ class thread_pool {
     // seq_cst, with the sleepers' count read after it: a worker that counted itself asleep
     // before this store is woken; one that counts itself after it sees the new generation.
     generation_.store(generation, std::memory_order_seq_cst);
+    // The fence (here and before the caller sleeps) keeps the store ahead of the load that
+    // follows, which seq_cst alone promises too; but qemu-user's aarch64 emulation on x86-64
+    // let the load pass the store (STLR then LDAR, no barrier between on the host), and a
+    // caller slept through the last worker's wake-up: test_llama_engine hung in 2 of 20 runs
+    // under qemu, none in 40 with the fences. A fence costs tens of cycles per call.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) != 0) {
       { std::lock_guard<std::mutex> lock(mutex_); }
       wake_.notify_all();
@@ -132,6 +138,7 @@ class thread_pool {
       if (spin % 64 == 63 && std::chrono::steady_clock::now() - start > spin_time) {
         std::unique_lock<std::mutex> lock(mutex_);
         caller_waits_.store(true, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
         done_.wait(lock, [&] { return finished_.load(std::memory_order_seq_cst) == n; });
         caller_waits_.store(false, std::memory_order_relaxed);
         break;
