@@ -159,45 +159,61 @@ inline void weighted_values(const attention_block& b, std::size_t d0,
   }
 }
 
-// Dimensions [d0, head_size) of the outputs in chunks of at most C vectors (as many as keep
-// Q·C accumulators in registers). Each chunk is one pass over the value rows, so the widest
-// chunks read them the fewest times (one query of a 64-wide head: one pass, not four).
-template <class Ops, std::size_t Q, std::size_t C>
-inline void value_chunks(const attention_block& b, std::size_t d0) noexcept {
+// The outputs in chunks of C vectors (as many as keep Q·C accumulators in registers, at most 4:
+// a 64-wide head in one pass over the value rows at 16 lanes), then one vector at a time.
+template <class Ops, std::size_t Q>
+inline void values(const attention_block& b) noexcept {
   constexpr std::size_t W = Ops::width;
+  constexpr std::size_t fit = Ops::value_accumulators / Q > 0 ? Ops::value_accumulators / Q : 1;
+  constexpr std::size_t C = fit < 4 ? fit : 4;
   const std::size_t hs = b.head_size;
+  std::size_t d0 = 0;
   for (; d0 + C * W <= hs; d0 += C * W) weighted_values<Ops, Q, C>(b, d0, Ops::first(W));
-  if (d0 >= hs) return;
-  const std::size_t rest = hs - d0, vectors = (rest + W - 1) / W;  // at most C
-  if (vectors == C) return weighted_values<Ops, Q, C>(b, d0, Ops::first(rest - (C - 1) * W));
-  if constexpr (C > 1) value_chunks<Ops, Q, C - 1>(b, d0);
+  for (; d0 < hs; d0 += W) weighted_values<Ops, Q, 1>(b, d0, Ops::first(hs - d0 < W ? hs - d0 : W));
 }
 
 template <class Ops, std::size_t Q>
 inline void attend_q(const attention_block& b) noexcept {
   scores<Ops, Q>(b);
   softmax_rows<Ops, Q>(b);
-  constexpr std::size_t C = Ops::value_accumulators / Q > 0 ? Ops::value_accumulators / Q : 1;
-  value_chunks<Ops, Q, (C < 8 ? C : 8)>(b, 0);
+  values<Ops, Q>(b);
 }
 
+// Blocks of 1, 2, 4 or 8 queries only: another count runs as such blocks (7 = 4 + 2 + 1). Each
+// query's values do not depend on its block, and four sizes instead of eight halve what every
+// file that includes the engine compiles.
 inline void attend_simd(const attention_block& b) noexcept {
   static_assert(ops::max_queries <= attention_block::capacity, "a block holds at most 8 queries");
-  switch (b.count) {
-    case 1: return attend_q<ops, 1>(b);
-#define ONEBIT_ATTEND_CASE(q) \
-  case q:                     \
-    if constexpr (q <= ops::max_queries) return attend_q<ops, q>(b);  \
-    break;
-    ONEBIT_ATTEND_CASE(2)
-    ONEBIT_ATTEND_CASE(3)
-    ONEBIT_ATTEND_CASE(4)
-    ONEBIT_ATTEND_CASE(5)
-    ONEBIT_ATTEND_CASE(6)
-    ONEBIT_ATTEND_CASE(7)
-    ONEBIT_ATTEND_CASE(8)
-#undef ONEBIT_ATTEND_CASE
-    default: break;
+  std::size_t done = 0;
+  while (done < b.count) {
+    attention_block part;
+    const std::size_t left = b.count - done;
+    part.count = left >= 8 && ops::max_queries >= 8 ? 8 : left >= 4 && ops::max_queries >= 4 ? 4
+                 : left >= 2 && ops::max_queries >= 2 ? 2 : 1;
+    part.keys = b.keys;
+    part.values = b.values;
+    part.head_size = b.head_size;
+    part.scale = b.scale;
+    for (std::size_t j = 0; j < part.count; ++j) {
+      part.q[j] = b.q[done + j];
+      part.out[j] = b.out[done + j];
+      part.att[j] = b.att[done + j];
+      part.len[j] = b.len[done + j];
+    }
+    switch (part.count) {
+      case 8:
+        if constexpr (ops::max_queries >= 8) attend_q<ops, 8>(part);
+        break;
+      case 4:
+        if constexpr (ops::max_queries >= 4) attend_q<ops, 4>(part);
+        break;
+      case 2:
+        if constexpr (ops::max_queries >= 2) attend_q<ops, 2>(part);
+        break;
+      default:
+        attend_q<ops, 1>(part);
+    }
+    done += part.count;
   }
 }
 
