@@ -148,38 +148,34 @@ class onebit_layer final : public layer {
                           Prepare&& prepare) {
     onebit::prepared_gemm local;
     onebit::prepared_gemm& p = ctx.product != nullptr ? *ctx.product : local;
-    const std::size_t threads =
-        ctx.pool == nullptr ? 1 : std::min(ctx.pool->size(), ctx.product != nullptr ? ctx.more_count + 1 : 1);
-    const auto slices = [&](onebit::prepared_gemm& q, std::size_t r0, std::size_t r1) {
-      for (std::size_t b0 = r0; b0 < r1; b0 += onebit::detail::batch_slice) {
-        prepare(q, b0, std::min(onebit::detail::batch_slice, r1 - b0));
-        q.run();
-      }
+    // Rows [r0, r1) through q, slice by slice, each slice prepared and then run by run(q).
+    const auto in_slices = [&](onebit::prepared_gemm& q, std::size_t r0, std::size_t r1,
+                               const auto& run) {
+      onebit::detail::for_batch_slices(r1 - r0, [&](std::size_t b0, std::size_t n) {
+        prepare(q, r0 + b0, n);
+        run(q);
+      });
     };
-    if (threads < 2) {
-      if (ctx.pool == nullptr) {
-        slices(p, 0, rows);
-        return;
-      }
-      for (std::size_t b0 = 0; b0 < rows; b0 += onebit::detail::batch_slice) {
-        prepare(p, b0, std::min(onebit::detail::batch_slice, rows - b0));
-        onebit::detail::run_parallel(*ctx.pool, p);
-      }
+    if (ctx.pool == nullptr) {
+      in_slices(p, 0, rows, [](const onebit::prepared_gemm& q) { q.run(); });
       return;
     }
-    if (rows >= threads * prompt_rows_per_thread) {
+    const std::size_t threads =
+        ctx.product != nullptr ? std::min(ctx.pool->size(), ctx.more_count + 1) : 1;
+    if (threads >= 2 && rows >= threads * prompt_rows_per_thread) {
       ctx.pool->parallel_for(threads, [&](std::size_t i) {
-        slices(i == 0 ? p : ctx.more_products[i - 1], rows * i / threads, rows * (i + 1) / threads);
+        in_slices(i == 0 ? p : ctx.more_products[i - 1], rows * i / threads,
+                  rows * (i + 1) / threads, [](const onebit::prepared_gemm& q) { q.run(); });
       });
       return;
     }
-    if (rows > 1 && rows * in >= onebit::detail::split_prepare_from) {
-      prepare(p, 0, rows);
-      onebit::detail::run_parallel(*ctx.pool, p);
+    if (threads >= 2 && (rows <= 1 || rows * in < onebit::detail::split_prepare_from)) {
+      onebit::detail::run_private_copies(*ctx.pool, threads, p, ctx.more_products,
+                                         [&](onebit::prepared_gemm& q) { prepare(q, 0, rows); });
       return;
     }
-    onebit::detail::run_private_copies(*ctx.pool, threads, p, ctx.more_products,
-                                       [&](onebit::prepared_gemm& q) { prepare(q, 0, rows); });
+    in_slices(p, 0, rows,
+              [&](const onebit::prepared_gemm& q) { onebit::detail::run_parallel(*ctx.pool, q); });
   }
 
  private:
@@ -614,8 +610,7 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     st.more_products.resize(o.pool->size() - 1);
   const run_context ctx{o.pool, &st.product, st.more_products.data(), st.more_products.size()};
   const attention_kernels& kernels = attention_kernels_for(onebit::detail::default_isa());
-  const std::size_t tiles = (seq_len + state::key_tile - 1) / state::key_tile;
-  const std::size_t att_row = tiles * state::key_tile;
+  const std::size_t att_row = state::padded_seq_len(p);  // keys' positions, whole tiles
   const std::size_t threads = o.pool != nullptr ? std::max<std::size_t>(1, o.pool->size()) : 1;
   if (st.att.size() < threads * attention_block::capacity * att_row)
     st.att.resize(threads * attention_block::capacity * att_row);
@@ -643,7 +638,7 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
     const block& b = m.blocks[l];
     for (std::size_t r = 0; r < n; ++r)
       rmsnorm(st.xb.data() + r * dim, x + r * dim, b.rms_att.data(), dim);
-    float* keys = st.key_cache.data() + l * tiles * state::key_tile * kv_dim;
+    float* keys = st.key_cache.data() + l * att_row * kv_dim;
     float* values = st.value_cache.data() + l * seq_len * kv_dim;
     clock.charge(&forward_profile::rest);
     run(*b.wq, l, slot::wq, st.xb.data(), st.q.data(), n, ctx, observe);
@@ -668,7 +663,7 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
       }
       const std::size_t t = pos0 + r, tile = t / state::key_tile, lane = t % state::key_tile;
       for (std::size_t h = 0; h < kv_dim / head_size; ++h) {
-        float* key_tile = keys + ((h * tiles + tile) * head_size) * state::key_tile + lane;
+        float* key_tile = keys + (h * att_row + tile * state::key_tile) * head_size + lane;
         const float* kr = st.k.data() + r * kv_dim + h * head_size;
         for (std::size_t i = 0; i < head_size; ++i) key_tile[i * state::key_tile] = kr[i];
         std::memcpy(values + (h * seq_len + t) * head_size, st.v.data() + r * kv_dim + h * head_size,
@@ -694,7 +689,7 @@ inline const float* forward_impl(const model& m, state& st, const int* tokens, s
       for (std::size_t bi = first_block; bi < kv_heads * blocks_per_kv; bi += step) {
         const std::size_t kvh = bi / blocks_per_kv, first = bi % blocks_per_kv * per_block;
         blk.count = std::min(per_block, per_kv - first);
-        blk.keys = keys + kvh * tiles * state::key_tile * head_size;
+        blk.keys = keys + kvh * att_row * head_size;
         blk.values = values + kvh * seq_len * head_size;
         for (std::size_t j = 0; j < blk.count; ++j) {
           const std::size_t r = (first + j) / kv_mul, h = kvh * kv_mul + (first + j) % kv_mul;
