@@ -149,14 +149,6 @@ inline __mmask64 load_mask64(const unsigned char* p) noexcept {
   return m;
 }
 
-inline std::int64_t reduce_add_epi32(__m512i v) noexcept {
-  const __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-  __m128i q = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
-  q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
-  return _mm_cvtsi128_si32(q);
-}
-
 template <int R, int B>
 inline void vnni_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b0) noexcept {
   const std::size_t chunks = (g.cols + 63) / 64;
@@ -183,7 +175,11 @@ inline void vnni_tile(const detail::gemm_args& g, std::size_t j0, std::size_t b0
     const float h = to_float(g.h[j0 + r]);
     ONEBIT_UNROLL
     for (int b = 0; b < B; ++b) {
-      const std::int64_t dot = g.q_sum[b0 + b] - 2 * reduce_add_epi32(acc[r][b]);
+      // The compiler's own reduction: a hand-written one through _mm512_castsi512_si256 made
+      // g++ 12 copy every accumulator to another register and back, and spill some, on each
+      // pass of the loop above (batch 64 at 4096x4096: 229 -> 376 Gweights/s).
+      const std::int64_t dot =
+          g.q_sum[b0 + b] - 2 * static_cast<std::int64_t>(_mm512_reduce_add_epi32(acc[r][b]));
       g.y[(b0 + b) * g.ldy + j0 + r] = quantize::scale_dot(dot, g.row_scale[b0 + b], h);
     }
   }
