@@ -108,29 +108,40 @@ TEST_CASE("lut's batched body: wide and tall shapes, several column tiles and ro
   check_lut<float>(33, 481, 4, false);           // 481 columns: a tile boundary inside the data
 }
 
-TEST_CASE("lut's batched body: any row ranges, and the parallel gemm on any thread count") {
+// Batch 11 runs the batched body, batch 1 the single-row one (301 rows: 10 blocks, a group of
+// six blocks per table load and one of four).
+TEST_CASE("lut's bodies: any row ranges, and the parallel gemm on any thread count") {
   std::mt19937_64& rng = onebit_test::rng();
-  const std::size_t out = 301, in = 700, batch = 11;
+  const std::size_t out = 301, in = 700;
   const auto layer = onebit_test::random_layer(out, in);
-  const std::vector<float> x = onebit_test::gaussian(batch * in);
-  for (isa path : onebit_test::runnable_paths()) {
-    const auto packed = onebit::pack(layer, onebit::gemm_options{kernel::lut, path});
-    std::vector<float> whole(batch * out);
-    onebit::gemm(packed, x.data(), batch, in, whole.data(), out);
-    // Cuts anywhere, inside blocks too, run in reverse order.
-    std::vector<float> parts(batch * out, -1.0f);
-    auto p = onebit::prepare(packed, x.data(), batch, in, parts.data(), out);
-    std::vector<std::size_t> cuts{0, out};
-    std::uniform_int_distribution<std::size_t> cut(0, out);
-    for (int i = 0; i < 7; ++i) cuts.push_back(cut(rng));
-    std::sort(cuts.begin(), cuts.end());
-    for (std::size_t i = cuts.size() - 1; i-- > 0;) p.run_rows(cuts[i], cuts[i + 1]);
-    CHECK_MESSAGE(whole == parts, std::string(onebit::to_string(path)), " row ranges");
-    for (unsigned threads : {2u, 3u, 5u}) {
-      onebit::thread_pool pool(threads);
-      std::vector<float> y(batch * out, -1.0f);
-      onebit::gemm(pool, packed, x.data(), batch, in, y.data(), out);
-      CHECK_MESSAGE(whole == y, std::string(onebit::to_string(path)), " ", threads, " threads");
+  for (const std::size_t batch : {std::size_t{11}, std::size_t{1}}) {
+    const std::vector<float> x = onebit_test::gaussian(batch * in);
+    // The scalar int8 sums: every int8 body gives these bits.
+    std::vector<float> scalar(batch * out);
+    onebit::gemm(layer, x.data(), batch, in, scalar.data(), out,
+                 onebit::gemm_options{kernel::popcount_int8, isa::portable});
+    for (isa path : onebit_test::runnable_paths()) {
+      const auto packed = onebit::pack(layer, onebit::gemm_options{kernel::lut, path});
+      std::vector<float> whole(batch * out);
+      onebit::gemm(packed, x.data(), batch, in, whole.data(), out);
+      CHECK_MESSAGE(whole == scalar, std::string(onebit::to_string(path)), " batch ", batch);
+      // Cuts anywhere, inside blocks too, run in reverse order.
+      std::vector<float> parts(batch * out, -1.0f);
+      auto p = onebit::prepare(packed, x.data(), batch, in, parts.data(), out);
+      std::vector<std::size_t> cuts{0, out};
+      std::uniform_int_distribution<std::size_t> cut(0, out);
+      for (int i = 0; i < 7; ++i) cuts.push_back(cut(rng));
+      std::sort(cuts.begin(), cuts.end());
+      for (std::size_t i = cuts.size() - 1; i-- > 0;) p.run_rows(cuts[i], cuts[i + 1]);
+      CHECK_MESSAGE(whole == parts, std::string(onebit::to_string(path)), " batch ", batch,
+                    " row ranges");
+      for (unsigned threads : {2u, 3u, 5u}) {
+        onebit::thread_pool pool(threads);
+        std::vector<float> y(batch * out, -1.0f);
+        onebit::gemm(pool, packed, x.data(), batch, in, y.data(), out);
+        CHECK_MESSAGE(whole == y, std::string(onebit::to_string(path)), " batch ", batch, " ",
+                      threads, " threads");
+      }
     }
   }
 }

@@ -57,6 +57,7 @@ inline void blocks(const detail::gemm_args& g, std::size_t block0, std::size_t b
     idx[nb] = g.w + (block0 + nb) * g.w_stride;
     acc16[nb] = lo32[nb] = hi32[nb] = _mm512_setzero_si512();
   }
+  const std::size_t next_group = (NB - 1) * g.w_stride;
   for (std::size_t c0 = 0; c0 < n_chunks; c0 += widen_every) {
     const std::size_t c1 = n_chunks - c0 < widen_every ? n_chunks : c0 + widen_every;
     for (std::size_t c = c0; c < c1; ++c) {
@@ -66,9 +67,15 @@ inline void blocks(const detail::gemm_args& g, std::size_t block0, std::size_t b
         v[nb] = _mm512_load_si512(idx[nb] + 64 * c);
         // Weights streamed from memory: ask for them 32 chunks (2 KB) ahead per block. At 8
         // chunks a 7B-shaped model's products took 54-62 ms per decoded token on one thread,
-        // at 32 48-52 ms, at 64 51 ms (bench_model --models=7b, A/B runs on one machine).
-        // A prefetch past the end of the weights never faults.
-        _mm_prefetch(reinterpret_cast<const char*>(idx[nb] + 64 * (c + 32)), _MM_HINT_T0);
+        // at 32 48-52 ms, at 64 51 ms (bench_model --models=7b, A/B runs on one machine); a
+        // second prefetch into L2 further ahead (64-128 chunks) and prefetchnta were slower or
+        // no faster. Near a block's end the prefetch runs on into the same block of the next
+        // group (blocks are contiguous, so `+ next_group`), which the next call starts with:
+        // otherwise that call began with every block's first lines cold (16384x1024, 4.3 KB
+        // blocks: 17.3 -> 20.4 GB/s). A prefetch past the end of the weights never faults.
+        _mm_prefetch(reinterpret_cast<const char*>(idx[nb] + 64 * (c + 32) +
+                                                   (c + 32 >= n_chunks ? next_group : 0)),
+                     _MM_HINT_T0);
       }
       ONEBIT_UNROLL
       for (int k = 0; k < 3; ++k) {
@@ -83,7 +90,9 @@ inline void blocks(const detail::gemm_args& g, std::size_t block0, std::size_t b
     }
     ONEBIT_UNROLL
     for (int nb = 0; nb < NB; ++nb) {
-      lo32[nb] = widen_add(lo32[nb], _mm512_castsi512_si256(acc16[nb]));
+      // vextracti64x4 for the low half, not a cast, which g++ 12 answers with register copies
+      // of the accumulators inside the loop above (as in lut_batched_avx512.hpp).
+      lo32[nb] = widen_add(lo32[nb], _mm512_extracti64x4_epi64(acc16[nb], 0));
       hi32[nb] = widen_add(hi32[nb], _mm512_extracti64x4_epi64(acc16[nb], 1));
       acc16[nb] = _mm512_setzero_si512();
     }
@@ -111,9 +120,14 @@ inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
                         std::size_t row_end) noexcept {
   const std::size_t first = row_begin / 32, last = (row_end + 31) / 32;
   for (std::size_t block = first; block < last;) {
-    // Four blocks per table load where there are four (65 against 80 us at 4096x4096).
-    const std::size_t nb = last - block >= 4 ? 4 : (last - block >= 2 ? 2 : 1);
-    __mmask32 keep[4] = {0, 0, 0, 0};
+    // Six blocks per table load where there are six: each table vector then serves six
+    // lookups (18 accumulators and 6 index vectors still fit the 32 registers). At 4096x4096,
+    // batch 1, one thread, best of 300 calls on the development VM, alternating builds: four
+    // blocks 384-438 Gweights/s, six 407-501; streamed from memory 17-21 against 18-23 GB/s.
+    // (Two blocks per load took 80 us there, four 65.)
+    const std::size_t left = last - block;
+    const std::size_t nb = left >= 6 ? 6 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    __mmask32 keep[6] = {0, 0, 0, 0, 0, 0};
     for (std::size_t i = 0; i < nb; ++i) {
       const std::size_t j0 = (block + i) * 32;
       const std::size_t lo = j0 < row_begin ? row_begin - j0 : 0;
@@ -122,7 +136,9 @@ inline void packed_rows(const detail::gemm_args& g, std::size_t row_begin,
       keep[i] = static_cast<__mmask32>(bits);
     }
     for (std::size_t b = 0; b < g.batch; ++b) {
-      if (nb == 4)
+      if (nb == 6)
+        blocks<6>(g, block, b, keep);
+      else if (nb == 4)
         blocks<4>(g, block, b, keep);
       else if (nb == 2)
         blocks<2>(g, block, b, keep);
