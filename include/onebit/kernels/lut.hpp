@@ -6,9 +6,9 @@
 //    signs of a chunk in one 16-bit word as 3 groups of 5; a group's 32-entry table of int16
 //    partial sums (entry p = Σ_t (bit t of p ? −q : +q)) fills one vector, and one vpermw
 //    looks it up for all 32 rows at once: 160 weights per instruction. Each table vector,
-//    once loaded, serves four blocks. Entries are at most 5·127 = 635 in magnitude, so 48
-//    lookups (≤ 30,480) fit the int16 accumulators before they widen to int32 (51 would be the
-//    most that fits 32,767).
+//    once loaded, serves six blocks at batch 1 (two blocks of up to four batch rows each in the
+//    batched body). Entries are at most 5·127 = 635 in magnitude, so 48 lookups (≤ 30,480) fit
+//    the int16 accumulators before they widen to int32 (51 would be the most that fits 32,767).
 //  * every path on the plain layout, and the packed layout elsewhere — 8-sign tables: for each
 //    8 columns, 256 int16 entries (at most 8·127 = 1,016 in magnitude), one lookup and one
 //    int32 add per byte of a row.
