@@ -243,7 +243,7 @@ void reset_peak() {
 // The streaming read: 256 bytes per step into four independent chains, with the widest loads
 // the CPU has. A plain C++ loop, which a build without -march makes 16-byte SSE2 loads, read
 // 17-19 GB/s on one thread of the development VM, where the FP16 runner's own decode read 27
-// and this loop reads 30-32: the bound it set was too low (decode "above 100% of the bound").
+// and this loop reads 28-31: the bound it set was too low (decode "above 100% of the bound").
 #if ONEBIT_X86
 ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
 std::uint64_t read_words_avx512(const std::uint64_t* p, std::size_t n) {
