@@ -36,7 +36,7 @@ def loops(instructions):
     """Innermost loops: the instructions from the target of a conditional backward jump to the
     jump, for those with no other such jump inside."""
     backward = []
-    for i, (address, text) in enumerate(instructions):
+    for address, text in instructions:
         m = JUMP.match(text)
         if m and int(m.group(1), 16) <= address:
             backward.append((int(m.group(1), 16), address))
