@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -114,6 +115,39 @@ TEST_CASE("the paths this CPU runs and the ones it skips") {
               missing);
   }
   CHECK(!paths().empty());
+}
+
+TEST_CASE("a = x ⊙ g: each path's body equals the scalar products, every length to 70, in place") {
+  std::vector<float> x(80), g(80);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = std::ldexp(static_cast<float>(i * 2654435761u % 2001) - 1000.0f, -7);
+    g[i] = std::ldexp(static_cast<float>(i * 40503u % 997) + 1.0f, -9);
+  }
+  x[5] = std::numeric_limits<float>::infinity();
+  x[9] = -0.0f;
+  g[32] = 0x1p120f;  // times x[33]: a product that overflows to infinity
+  x[33] = 0x1p10f;
+  for (isa path : paths()) {
+    const auto hadamard = onebit::detail::quantizers_for(path).hadamard;
+    for (std::size_t n = 0; n <= 70; ++n) {
+      // Unaligned: one float past the start of each buffer, with a sentinel on both sides.
+      std::vector<float> a(n + 2, -7.0f), in_place(n + 2, -7.0f);
+      std::copy_n(x.begin() + 1, n, in_place.begin() + 1);
+      hadamard(x.data() + 1, g.data(), n, a.data() + 1);
+      hadamard(in_place.data() + 1, g.data(), n, in_place.data() + 1);
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const float want = x[1 + i] * g[i];
+        differ += std::memcmp(&a[1 + i], &want, 4) != 0;
+        differ += std::memcmp(&in_place[1 + i], &want, 4) != 0;
+      }
+      CHECK_MESSAGE(differ == 0, std::string(onebit::to_string(path)), " n ", n);
+      CHECK(a[0] == -7.0f);
+      CHECK(a[n + 1] == -7.0f);
+      CHECK(in_place[0] == -7.0f);
+      CHECK(in_place[n + 1] == -7.0f);
+    }
+  }
 }
 
 TEST_CASE_TEMPLATE("integer kernels equal the §4 oracle bit for bit, odd shapes", Word,

@@ -380,9 +380,9 @@ class prepared_gemm {
       if constexpr (std::is_same_v<T, half>) {
         detail::table_for<detail::half_family>(w.path).to_floats(
             reinterpret_cast<const std::uint16_t*>(xb), ab, n);
-        for (std::size_t i = 0; i < n; ++i) ab[i] *= g[i];
+        quantizer.hadamard(ab, g, n, ab);
       } else {
-        for (std::size_t i = 0; i < n; ++i) ab[i] = xb[i] * g[i];
+        quantizer.hadamard(xb, g, n, ab);
       }
       std::memset(ab + n, 0, (lda - n) * sizeof(float));  // padding bits meet a = 0
       if (body.tables) body.tables(ab, z.groups, w.tables + b * z.ldt);

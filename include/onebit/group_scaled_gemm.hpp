@@ -36,6 +36,7 @@
 #include "kernel.hpp"
 #include "kernels/add_only.hpp"
 #include "kernels/detail/group_scaled_avx512.hpp"
+#include "kernels/detail/lut_avx512.hpp"
 #include "kernels/group_scaled.hpp"
 #include "kernels/lut.hpp"
 #include "kernels/quantize.hpp"
@@ -337,8 +338,7 @@ class prepared_group_gemm {
         } else {
 #if ONEBIT_X86
           gs::regroup(q, in, group, groups, regrouped);
-          gs::avx512::tables5(regrouped, subgroups,
-                              reinterpret_cast<std::int16_t*>(itables + b * ldit));
+          kernels::lut::avx512::tables5(regrouped, subgroups, itables + b * ldit);
 #endif
         }
       }

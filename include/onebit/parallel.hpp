@@ -299,10 +299,10 @@ void run_private_copies(Executor& executor, std::size_t count, prepared_gemm& p,
 }
 
 // Below this many activations (batch rows x in features) prepare's batch rows run on the
-// calling thread before the hand-off. At 4096 prepare takes 1.9-4.4 µs on one thread
-// (bench_prepare: vnni_int8, add_only, lut), so two threads save 1-2 µs, several times the
-// 0.2-0.4 µs the pool's round trip (and the split's one wait) costs; far below it the saving
-// is no more than that cost.
+// calling thread before the hand-off. At 4096 prepare takes 0.6-1.6 µs on one thread
+// (bench_prepare: vnni_int8, add_only, lut), so two threads save 0.3-0.8 µs, up to twice the
+// 0.2-0.4 µs the pool's round trip (and the split's one wait) costs; below it the saving is
+// no more than that cost.
 inline constexpr std::size_t split_prepare_from = 4096;
 
 // prepared_gemm's prepare in two parts (gemm.hpp): start (checks, layout, g) on the calling

@@ -37,6 +37,7 @@ enum class activation_form {
   signs,        // one plane of sign bits, β
 };
 
+using hadamard_fn = void (*)(const float* x, const float* g, std::size_t n, float* a) noexcept;
 using int_tables_fn = void (*)(const std::int8_t* q, std::size_t groups, void* tables) noexcept;
 using quantize_fn = kernels::quantize::int8_row (*)(const float* a, std::size_t n,
                                                     std::int8_t* q) noexcept;
@@ -45,8 +46,10 @@ using planes_fn = void (*)(const std::int8_t* q, std::size_t n, unsigned char* p
 using signs_fn = void (*)(const float* a, std::size_t n, unsigned char* plane,
                           std::size_t plane_bytes) noexcept;
 
-// The activation quantisation of a path (bit-identical on every path; kernels/quantize.hpp).
+// The activation preparation of a path, a = x ⊙ g and its quantisation (bit-identical on every
+// path; kernels/quantize.hpp).
 struct quantizers {
+  hadamard_fn hadamard = &kernels::quantize::hadamard;
   quantize_fn int8 = &kernels::quantize::int8;
   planes_fn planes = &kernels::quantize::int8_planes;
   signs_fn signs = &kernels::quantize::sign_plane;
@@ -154,7 +157,7 @@ inline quantizers quantizers_for(isa path) noexcept {
   const isa body = nearest_with(path, [](isa p) { return ONEBIT_X86 != 0 && p == isa::avx512; });
 #if ONEBIT_X86
   if (body == isa::avx512)
-    return {&kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
+    return {&kernels::quantize::avx512::hadamard, &kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
             &kernels::quantize::avx512::sign_plane};
 #endif
   (void)body;

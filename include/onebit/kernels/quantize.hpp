@@ -31,6 +31,12 @@ struct int8_row {
   std::int32_t sum;   // Σ_i q_i
 };
 
+// a[0, n) = x ⊙ g, one rounding per product, the first step of every prepare. a may be x
+// (in place); no other overlap.
+inline void hadamard(const float* x, const float* g, std::size_t n, float* a) noexcept {
+  for (std::size_t i = 0; i < n; ++i) a[i] = x[i] * g[i];
+}
+
 // q[0, n) from a[0, n); q past n is the caller's (zeroed by prepare).
 inline int8_row int8(const float* a, std::size_t n, std::int8_t* q) noexcept {
   float m = 0.0f;

@@ -193,26 +193,6 @@ inline void float_packed_rows(const args& g, std::size_t row_begin, std::size_t 
   }
 }
 
-// 32-entry int16 tables of every 5 regrouped q (lut::avx512::tables5's technique).
-inline void tables5(const std::int8_t* q, std::size_t count, std::int16_t* tables) noexcept {
-  const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18,
-                                        17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
-                                        1, 0);
-  __mmask32 negate[5];
-  for (unsigned t = 0; t < 5; ++t)
-    negate[t] = _mm512_test_epi16_mask(lane, _mm512_set1_epi16(static_cast<short>(1u << t)));
-  const __m512i zero = _mm512_setzero_si512();
-  for (std::size_t k = 0; k < count; ++k) {
-    const std::int8_t* qk = q + 5 * k;
-    __m512i sum = zero;
-    for (unsigned t = 0; t < 5; ++t) {
-      const __m512i v = _mm512_set1_epi16(qk[t]);
-      sum = _mm512_add_epi16(sum, _mm512_mask_sub_epi16(v, negate[t], zero, v));
-    }
-    _mm512_store_si512(tables + 32 * k, sum);
-  }
-}
-
 // The lookups of one word of NB blocks: S subgroups of 5 signs, each one vpermw per block.
 template <int NB, int S>
 inline void lookups(const __m512i* v, const std::int16_t* t, __m512i* acc16) noexcept {

@@ -18,6 +18,20 @@ ONEBIT_TARGET_BEGIN(ONEBIT_FEATURES_AVX512)
 
 namespace onebit::kernels::quantize::avx512 {
 
+// Products are rounded once each, as the scalar loop's are. Not left to the compiler: prepare
+// is compiled for the consumer's target, and g++ at -O2 kept the loop scalar (45% of lut's and
+// vnni_int8's prepare at 4096 inputs).
+inline void hadamard(const float* x, const float* g, std::size_t n, float* a) noexcept {
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(a + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(g + i)));
+  if (i < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, g + i));
+    _mm512_mask_storeu_ps(a + i, m, p);
+  }
+}
+
 inline int8_row int8(const float* a, std::size_t n, std::int8_t* q) noexcept {
   const std::size_t vectors = (n + 15) / 16;
   const __m512 largest = _mm512_set1_ps(std::numeric_limits<float>::max());
