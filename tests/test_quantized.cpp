@@ -150,6 +150,42 @@ TEST_CASE("a = x ⊙ g: each path's body equals the scalar products, every lengt
   }
 }
 
+TEST_CASE("each path's int8 rows, bit-planes and sign planes equal the scalar ones") {
+  namespace quantize = onebit::kernels::quantize;
+  // Rows as prepare lays them out: a zero-padded to 64 floats, q and the planes to 64 bytes.
+  for (isa path : paths()) {
+    const onebit::detail::quantizers body = onebit::detail::quantizers_for(path);
+    for (std::size_t n = 1; n <= 200; n += n < 70 ? 1 : 43) {
+      for (int kind = 0; kind < 4; ++kind) {  // random, ties, one infinity, all zero
+        const std::size_t padded = (n + 63) / 64 * 64;
+        onebit_test::offset_buffer<float> a(padded, 0, 0.0f);
+        for (std::size_t i = 0; i < n; ++i)
+          a.data()[i] = kind == 1 ? static_cast<float>(static_cast<int>(i % 9) - 4) * 0.5f
+                        : kind == 3 ? 0.0f
+                                    : std::ldexp(static_cast<float>(i * 2654435761u % 2001) - 1000.0f, -9);
+        if (kind == 2) a.data()[n / 2] = -std::numeric_limits<float>::infinity();
+        std::vector<std::int8_t> q(padded, 0), want_q(padded, 0);
+        const quantize::int8_row got = body.int8(a.data(), n, q.data());
+        const quantize::int8_row want = quantize::int8(a.data(), n, want_q.data());
+        const std::string where = std::string(onebit::to_string(path)) + " n " + std::to_string(n) +
+                                  " kind " + std::to_string(kind);
+        CHECK_MESSAGE(std::memcmp(&got.scale, &want.scale, 4) == 0, where);
+        CHECK_MESSAGE(got.sum == want.sum, where);
+        CHECK_MESSAGE(std::memcmp(q.data(), want_q.data(), n) == 0, where);
+        const std::size_t stride = padded / 8;
+        std::vector<unsigned char> planes(8 * stride, 0xa5), want_planes(8 * stride, 0x5a);
+        body.planes(want_q.data(), n, planes.data(), stride);
+        quantize::int8_planes(want_q.data(), n, want_planes.data(), stride);
+        CHECK_MESSAGE(planes == want_planes, where);
+        std::vector<unsigned char> signs(stride, 0xa5), want_signs(stride, 0x5a);
+        body.signs(a.data(), n, signs.data(), stride);
+        quantize::sign_plane(a.data(), n, want_signs.data(), stride);
+        CHECK_MESSAGE(signs == want_signs, where);
+      }
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("integer kernels equal the §4 oracle bit for bit, odd shapes", Word,
                    std::uint8_t, std::uint16_t, std::uint32_t, std::uint64_t) {
   for (std::size_t out : odd_sizes)

@@ -18,6 +18,7 @@
 #include "../kernels/detail/lut_batched_avx512.hpp"
 #include "../kernels/detail/popcount_neon.hpp"
 #include "../kernels/detail/popcount_x86.hpp"
+#include "../kernels/detail/quantize_avx2.hpp"
 #include "../kernels/detail/quantize_avx512.hpp"
 #include "../kernels/layout.hpp"
 #include "../kernels/lut.hpp"
@@ -154,11 +155,15 @@ constexpr bool x86_path(isa path) noexcept {
 }
 
 inline quantizers quantizers_for(isa path) noexcept {
-  const isa body = nearest_with(path, [](isa p) { return ONEBIT_X86 != 0 && p == isa::avx512; });
+  const isa body = nearest_with(path, [](isa p) {
+    return ONEBIT_X86 != 0 && (p == isa::avx512 || p == isa::avx2);
+  });
 #if ONEBIT_X86
+  namespace q = kernels::quantize;
   if (body == isa::avx512)
-    return {&kernels::quantize::avx512::hadamard, &kernels::quantize::avx512::int8, &kernels::quantize::avx512::int8_planes,
-            &kernels::quantize::avx512::sign_plane};
+    return {&q::avx512::hadamard, &q::avx512::int8, &q::avx512::int8_planes, &q::avx512::sign_plane};
+  if (body == isa::avx2)
+    return {&q::avx2::hadamard, &q::avx2::int8, &q::avx2::int8_planes, &q::avx2::sign_plane};
 #endif
   (void)body;
   return {};
