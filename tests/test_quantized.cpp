@@ -117,7 +117,7 @@ TEST_CASE("the paths this CPU runs and the ones it skips") {
   CHECK(!paths().empty());
 }
 
-TEST_CASE("a = x ⊙ g: each path's body equals the scalar products, every length to 70, in place") {
+TEST_CASE("a = x ⊙ g: each path's body equals the scalar products, lengths 0 to 70, in place") {
   std::vector<float> x(80), g(80);
   for (std::size_t i = 0; i < x.size(); ++i) {
     x[i] = std::ldexp(static_cast<float>(i * 2654435761u % 2001) - 1000.0f, -7);
@@ -159,10 +159,11 @@ TEST_CASE("each path's int8 rows, bit-planes and sign planes equal the scalar on
       for (int kind = 0; kind < 4; ++kind) {  // random, ties, one infinity, all zero
         const std::size_t padded = (n + 63) / 64 * 64;
         onebit_test::offset_buffer<float> a(padded, 0, 0.0f);
-        for (std::size_t i = 0; i < n; ++i)
-          a.data()[i] = kind == 1 ? static_cast<float>(static_cast<int>(i % 9) - 4) * 0.5f
-                        : kind == 3 ? 0.0f
-                                    : std::ldexp(static_cast<float>(i * 2654435761u % 2001) - 1000.0f, -9);
+        for (std::size_t i = 0; i < n; ++i) {
+          const float spread = static_cast<float>(i * 2654435761u % 2001) - 1000.0f;
+          const float tie = static_cast<float>(static_cast<int>(i % 9) - 4) * 0.5f;
+          a.data()[i] = kind == 1 ? tie : kind == 3 ? 0.0f : std::ldexp(spread, -9);
+        }
         if (kind == 2) a.data()[n / 2] = -std::numeric_limits<float>::infinity();
         std::vector<std::int8_t> q(padded, 0), want_q(padded, 0);
         const quantize::int8_row got = body.int8(a.data(), n, q.data());

@@ -161,7 +161,8 @@ inline quantizers quantizers_for(isa path) noexcept {
 #if ONEBIT_X86
   namespace q = kernels::quantize;
   if (body == isa::avx512)
-    return {&q::avx512::hadamard, &q::avx512::int8, &q::avx512::int8_planes, &q::avx512::sign_plane};
+    return {&q::avx512::hadamard, &q::avx512::int8, &q::avx512::int8_planes,
+            &q::avx512::sign_plane};
   if (body == isa::avx2)
     return {&q::avx2::hadamard, &q::avx2::int8, &q::avx2::int8_planes, &q::avx2::sign_plane};
 #endif

@@ -27,7 +27,8 @@ inline void hadamard(const float* x, const float* g, std::size_t n, float* a) no
     _mm512_storeu_ps(a + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(g + i)));
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, g + i));
+    const __m512 p =
+        _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, g + i));
     _mm512_mask_storeu_ps(a + i, m, p);
   }
 }
